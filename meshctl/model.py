@@ -145,7 +145,9 @@ class Allocation(_Model):
 class Binding(_Model):
     """A constraint that stops the mesh from meeting a request, and the best value it allows."""
 
-    constraint: str  # field path: "sla.rps", "sla.p99_latency_ms", "max_cost_per_1k", "constraints.regions", ...
+    constraint: (
+        str  # field path: "sla.rps", "sla.p99_latency_ms", "max_cost_per_1k", "constraints.regions", ...
+    )
     reason: str
     best: float | None = None
 

@@ -1,0 +1,1 @@
+"""Contract negotiation and lifecycle: admit, counter-offer, renew, expire, revoke, re-solve."""

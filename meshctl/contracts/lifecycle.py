@@ -1,0 +1,272 @@
+"""Keeping contracts after admission: renew, revoke, approve/reject, expiry, leases and re-solves.
+
+Re-solves are stable: the solver keeps an allocation whose providers are all still feasible, so
+a change moves only the contracts that must move (make-before-break is the xDS layer's job: the
+old cluster stays until the new routes are ACKed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from opentelemetry import trace
+
+from meshctl.contracts.service import Negotiator
+from meshctl.errors import CapacityConflict, Conflict, NotFound
+from meshctl.model import LIVE_STATES, Allocation, Contract, ContractEvent, ContractState
+from meshctl.topology.solver import solve
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("meshctl.contracts")
+
+
+class Lifecycle:
+    def __init__(self, negotiator: Negotiator) -> None:
+        self.n = negotiator
+        self.state = negotiator.state
+
+    def get(self, contract_id: str, owner: str | None = None) -> Contract:
+        """`owner=None` is the operator's view; an agent never learns another agent's contract exists."""
+        c = self.state.contracts.get(contract_id)
+        if c is None or (owner is not None and c.owner != owner):
+            raise NotFound(f"contract {contract_id!r} not found", field="contract_id")
+        return c
+
+    async def _transition(
+        self,
+        contract: Contract,
+        state: ContractState,
+        *,
+        kind: str,
+        actor: str,
+        detail: str = "",
+        allocation: Allocation | bool | None = False,
+        reasons: list[str] | None = None,
+        expires_at: float | None = None,
+    ) -> Contract:
+        now = self.n.clock()
+        update: dict[str, object] = {"state": state, "updated_at": now}
+        if allocation is not False:
+            update["allocation"] = allocation
+        if reasons is not None:
+            update["reasons"] = reasons
+        if expires_at is not None:
+            update["expires_at"] = expires_at
+        new = contract.model_copy(update=update)
+        new.events = [*contract.events, ContractEvent(at=now, kind=kind, detail=detail)]
+        holds = state in LIVE_STATES or state is ContractState.PENDING_APPROVAL
+        reservation = new.allocation.reservation if (holds and new.allocation) else {}
+        await self.n.commit(new, reservation)
+        await self.n.audit(actor=actor, subject=contract.id, kind=kind, decision=detail or str(state))
+        await self.n.record(f"contract {kind}", {"contract": contract.id})
+        return new
+
+    # -- agent and operator verbs ---------------------------------------------------------------------
+    async def renew(self, contract_id: str, owner: str | None, duration_s: float | None = None) -> Contract:
+        c = self.get(contract_id, owner)
+        if c.state not in LIVE_STATES:
+            raise Conflict(f"contract is {c.state}, only active or degraded contracts renew", field="state")
+        extra = duration_s or c.request.duration_s
+        new = await self._transition(
+            c,
+            c.state,
+            kind="renew",
+            actor=owner or "operator",
+            detail=f"+{extra:g}s",
+            expires_at=self.n.clock() + extra,
+        )
+        return new
+
+    async def revoke(self, contract_id: str, owner: str | None, actor: str) -> Contract:
+        c = self.get(contract_id, owner)
+        if c.state not in LIVE_STATES and c.state is not ContractState.PENDING_APPROVAL:
+            raise Conflict(f"contract is already {c.state}", field="state")
+        new = await self._transition(c, ContractState.REVOKED, kind="revoke", actor=actor, detail="revoked")
+        self.n.push([c.request.consumer])
+        await self.resolve_degraded()
+        return new
+
+    async def approve(self, contract_id: str, actor: str, reason: str) -> Contract:
+        c = self.get(contract_id)
+        if c.state is not ContractState.PENDING_APPROVAL:
+            raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
+        now = self.n.clock()
+        new = await self._transition(
+            c,
+            ContractState.ACTIVE,
+            kind="approval",
+            actor=actor,
+            detail=reason,
+            reasons=[r for r in c.reasons if not r.startswith("policy:")]
+            + [f"approved by {actor}: {reason}"],
+            expires_at=now + c.request.duration_s,
+        )
+        self.n.push([c.request.consumer])
+        return new
+
+    async def reject(self, contract_id: str, actor: str, reason: str) -> Contract:
+        c = self.get(contract_id)
+        if c.state is not ContractState.PENDING_APPROVAL:
+            raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
+        new = await self._transition(
+            c,
+            ContractState.REJECTED,
+            kind="approval_rejected",
+            actor=actor,
+            detail=reason,
+            reasons=[*c.reasons, f"rejected by {actor}: {reason}"],
+        )
+        await self.resolve_degraded()
+        return new
+
+    # -- time ----------------------------------------------------------------------------------------------
+    async def expire_due(self) -> list[str]:
+        """Expire contracts past `expires_at` (pending approvals time out to rejected)."""
+        now = self.n.clock()
+        done: list[str] = []
+        consumers: set[str] = set()
+        for c in list(self.state.contracts.values()):
+            if c.expires_at > now:
+                continue
+            if c.state in LIVE_STATES:
+                await self._transition(
+                    c, ContractState.EXPIRED, kind="expiry", actor="system", detail="duration ended"
+                )
+            elif c.state is ContractState.PENDING_APPROVAL:
+                await self._transition(
+                    c,
+                    ContractState.REJECTED,
+                    kind="expiry",
+                    actor="system",
+                    detail="approval not given in time",
+                    reasons=[*c.reasons, "approval timed out"],
+                )
+            else:
+                continue
+            done.append(c.id)
+            consumers.add(c.request.consumer)
+        if done:
+            self.n.push(sorted(consumers))
+            await self.resolve_degraded()
+        return done
+
+    async def lapse_leases(self) -> list[str]:
+        """Providers whose lease ended leave the graph exactly as if they had deregistered."""
+        now = self.n.clock()
+        gone = [p.id for p in self.state.graph.providers() if p.expires_at is not None and p.expires_at < now]
+        for pid in gone:
+            await self.n.store.delete_provider(pid)
+            self.state.graph.remove_provider(pid)
+            await self.n.audit(
+                actor="system", subject=pid, kind="lease_lapsed", decision="provider lease lapsed"
+            )
+            await self.n.record("provider lease lapsed", {"provider": pid})
+        if gone:
+            await self.resolve(gone, cause="provider lease lapsed")
+        return gone
+
+    # -- re-solve ------------------------------------------------------------------------------------------------
+    async def resolve(
+        self, provider_ids: Iterable[str] = (), *, cause: str, everything: bool = False
+    ) -> list[str]:
+        """Re-solve contracts that use `provider_ids` (or every live one); returns the ids that moved."""
+        ids = set(provider_ids)
+        affected = (
+            self.state.live()
+            if everything
+            else [c for pid in ids for c in self.state.using(pid) if c.state in LIVE_STATES]
+        )
+        seen: set[str] = set()
+        moved: list[str] = []
+        consumers: set[str] = set()
+        async with self.n.lock:
+            for c in affected:
+                if c.id in seen:
+                    continue
+                seen.add(c.id)
+                if await self._resolve_one(c, cause):
+                    moved.append(c.id)
+                    consumers.add(c.request.consumer)
+        if consumers:
+            self.n.push(sorted(consumers))
+        return moved
+
+    async def resolve_degraded(self) -> list[str]:
+        """Capacity freed up: degraded contracts may be fully met again."""
+        degraded = [c.id for c in self.state.live() if c.state is ContractState.DEGRADED]
+        if not degraded:
+            return []
+        moved: list[str] = []
+        consumers: set[str] = set()
+        async with self.n.lock:
+            for cid in degraded:
+                c = self.state.contracts[cid]
+                if await self._resolve_one(c, "capacity freed"):
+                    moved.append(cid)
+                    consumers.add(c.request.consumer)
+        if consumers:
+            self.n.push(sorted(consumers))
+        return moved
+
+    async def _resolve_one(self, c: Contract, cause: str) -> bool:
+        with tracer.start_as_current_span("resolve") as span:
+            span.set_attribute("mesh.contract_id", c.id)
+            span.set_attribute("mesh.cause", cause)
+            zone = c.request.consumer_zone or self.state.graph.consumer_zone(c.request.consumer)
+            if zone is None or self.state.graph.zone(zone) is None:
+                return False
+            verdict = self.n.policies().evaluate(
+                c.request, owner=c.owner, consumer_zone=zone, contract_id=c.id
+            )
+            now = self.n.clock()
+            for _ in range(3):
+                result = solve(
+                    c.request,
+                    self.state.graph,
+                    self.state.residual(exclude=c.id),
+                    consumer_zone=zone,
+                    now=now,
+                    allowed=verdict.allows,
+                    current=c.allocation,
+                )
+                self.n.last_solve[c.id] = (now, result, verdict.to_dict())
+                new_alloc: Allocation | None
+                if result.allocation is not None:
+                    new_alloc, state, reasons = result.allocation, ContractState.ACTIVE, []
+                else:
+                    offer = result.counter_offer
+                    new_alloc = offer.allocation if offer is not None else None
+                    state = ContractState.DEGRADED
+                    reasons = result.reasons() or ["no feasible provider"]
+                if state is c.state and _same_shares(new_alloc, c.allocation):
+                    return False
+                kind = "resolve" if state is ContractState.ACTIVE else "degraded"
+                detail = f"{cause}: " + ("moved" if state is ContractState.ACTIVE else "; ".join(reasons))
+                try:
+                    await self._transition(
+                        c,
+                        state,
+                        kind=kind,
+                        actor="system",
+                        detail=detail,
+                        allocation=new_alloc,
+                        reasons=reasons,
+                    )
+                except CapacityConflict:
+                    await self.n.refresh_reservations()
+                    continue
+                if self.n.metrics is not None:
+                    self.n.metrics.resolved(kind)
+                return True
+            return False
+
+
+def _share_key(al: Allocation) -> list[tuple[str, float, int, int]]:
+    return sorted((s.provider_id, round(s.rps, 6), s.weight, s.priority) for s in [*al.shares, *al.failover])
+
+
+def _same_shares(a: Allocation | None, b: Allocation | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return _share_key(a) == _share_key(b)

@@ -1,0 +1,387 @@
+"""Wiring: one control-plane replica — store, mesh state, negotiation, lifecycle, xDS, history.
+
+Everything here is composition and I/O ordering; the logic lives in the modules it wires
+(solver, translate, governance, xds). The REST API and the CLI's `serve` talk to this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from meshctl.contracts.lifecycle import Lifecycle
+from meshctl.contracts.service import Negotiator
+from meshctl.contracts.state import MeshState
+from meshctl.errors import Conflict, NotFound, ValidationFailed
+from meshctl.governance.policy import PolicySet
+from meshctl.metrics import Metrics
+from meshctl.model import (
+    LIVE_STATES,
+    Contract,
+    ContractEvent,
+    ContractState,
+    Link,
+    Provider,
+    ProviderSpec,
+    TopologyFile,
+    Zone,
+)
+from meshctl.store.base import ChangeEvent, Store
+from meshctl.sync import ConfigSync
+from meshctl.topology import history
+from meshctl.topology.graph import CapabilityGraph
+from meshctl.translate.node import NodeView
+from meshctl.xds.cache import SnapshotCache
+from meshctl.xds.server import XdsServer
+from meshctl.xds.status import ProxyStatusRegistry
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        policies: PolicySet | None = None,
+        policies_dir: str | None = None,
+        topology: TopologyFile | None = None,
+        clock: Callable[[], float] = time.time,
+        origin: str | None = None,
+        tick_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.origin = origin or uuid.uuid4().hex[:8]
+        self.clock = clock
+        self.tick_s = tick_s
+        self.policy_set = policies or PolicySet()
+        self.policies_dir = policies_dir
+        self.topology = topology
+        self.state = MeshState(
+            graph=CapabilityGraph(intra_zone_latency_ms=topology.intra_zone_latency_ms if topology else 0.5)
+        )
+        self.metrics = Metrics()
+        self.cache = SnapshotCache()
+        self.status = ProxyStatusRegistry(clock=clock)
+        self._providers_memo: tuple[int, dict[str, Provider]] = (-1, {})
+        self.sync = ConfigSync(
+            self.cache,
+            self.status,
+            contracts=lambda: list(self.state.contracts.values()),
+            providers=self._providers_by_id,
+            on_nack=self._on_nack,
+            on_node=self._on_node,
+        )
+        self.negotiator = Negotiator(
+            self.state,
+            store,
+            lambda: self.policy_set,
+            self.sync,
+            clock=clock,
+            record=self.record,
+            metrics=self.metrics,
+        )
+        self.lifecycle = Lifecycle(self.negotiator)
+        self.xds = XdsServer(self.cache, self.status, callbacks=self.sync)
+        self.xds_port: int | None = None
+        self.history_version = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._history_listeners: list[asyncio.Queue[dict[str, Any]]] = []
+        self.metrics.on_refresh(self._refresh_gauges)
+
+    # -- start / stop ------------------------------------------------------------------------------
+    async def start(
+        self, xds_host: str = "127.0.0.1", xds_port: int = 18000, *, serve_xds: bool = True
+    ) -> None:
+        await self.load()
+        if self.topology is not None:
+            await self.apply_topology(self.topology)
+        if serve_xds:
+            self.xds_port = await self.xds.start(xds_host, xds_port)
+        self._tasks.append(asyncio.create_task(self._keeper(), name="meshctl-keeper"))
+        self._tasks.append(asyncio.create_task(self._follow(), name="meshctl-follow"))
+        await self.record("control plane started", {"origin": self.origin})
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self.xds_port is not None:
+            await self.xds.stop(1.0)
+            self.xds_port = None
+
+    async def load(self) -> None:
+        """Rebuild this replica's view from the store (a restarted replica serves the same versions)."""
+        g = self.state.graph
+        for z in await self.store.list_zones():
+            g.set_zone(z)
+        for link in await self.store.list_links():
+            g.set_link(link)
+        for p in await self.store.list_providers():
+            if g.zone(p.zone) is not None:
+                g.set_provider(p)
+        for c in await self.store.list_contracts():
+            self.state.contracts[c.id] = c
+        self.state.reservations = await self.store.reservations()
+        hist = await self.store.list_history()
+        if hist:
+            self.history_version = max(int(h.get("version", 0)) for h in hist)
+
+    async def apply_topology(self, tf: TopologyFile) -> None:
+        for z in tf.zones:
+            if self.state.graph.zone(z.name) != z:
+                await self.put_zone(z, record=False)
+        for link in tf.links:
+            await self.put_link(link, record=False)
+        await self.record("topology file loaded", {"zones": len(tf.zones), "links": len(tf.links)})
+
+    async def _keeper(self) -> None:
+        while True:
+            try:
+                await self.lifecycle.lapse_leases()
+                await self.lifecycle.expire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad tick must not stop expiry for good
+                log.exception("keeper tick failed")
+            await asyncio.sleep(self.tick_s)
+
+    async def _follow(self) -> None:
+        """Apply other replicas' changes to this replica's view and push to its own proxies."""
+        while True:
+            try:
+                async for ev in self.store.follow():
+                    if ev.origin == self.origin:
+                        continue
+                    await self._apply_remote(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("change feed interrupted; resuming")
+                await asyncio.sleep(0.5)
+
+    async def _apply_remote(self, ev: ChangeEvent) -> None:
+        g = self.state.graph
+        if ev.kind == "zone":
+            if ev.op == "put":
+                g.set_zone(Zone.model_validate(ev.data))
+            else:
+                g.remove_zone(ev.key)
+        elif ev.kind == "link":
+            if ev.op == "put":
+                g.set_link(Link.model_validate(ev.data))
+            else:
+                a, _, b = ev.key.partition("|")
+                g.remove_link(a, b)
+        elif ev.kind == "provider":
+            if ev.op == "put":
+                g.set_provider(Provider.model_validate(ev.data))
+            else:
+                g.remove_provider(ev.key)
+        elif ev.kind == "contract" and ev.op == "put":
+            c = Contract.model_validate(ev.data)
+            holds = c.state in LIVE_STATES or c.state is ContractState.PENDING_APPROVAL
+            self.state.put_contract(c, c.allocation.reservation if (holds and c.allocation) else {})
+            self.sync.push_services([c.request.consumer])
+        elif ev.kind == "policy":
+            if self.policies_dir:
+                with contextlib.suppress(Exception):
+                    self.policy_set = self.policy_set.reload(self.policies_dir)
+
+    # -- history ------------------------------------------------------------------------------------------
+    async def record(self, cause: str, detail: dict[str, Any]) -> None:
+        self.history_version += 1
+        snap = history.snapshot(
+            self.state, version=self.history_version, at=self.clock(), cause=cause, detail=detail
+        )
+        await self.store.append_history(snap)
+        for q in list(self._history_listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(snap)
+
+    def listen_history(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
+        self._history_listeners.append(q)
+        return q
+
+    def unlisten_history(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        with contextlib.suppress(ValueError):
+            self._history_listeners.remove(q)
+
+    # -- xDS callbacks ----------------------------------------------------------------------------------------
+    def _providers_by_id(self) -> dict[str, Provider]:
+        v = self.state.graph.version
+        if self._providers_memo[0] != v:
+            self._providers_memo = (v, self.state.providers_by_id())
+        return self._providers_memo[1]
+
+    def _on_node(self, view: NodeView) -> None:
+        if view.zone and self.state.graph.zone(view.zone) is not None:
+            if self.state.graph.consumer_zone(view.service) != view.zone:
+                self.state.graph.set_consumer(view.service, view.zone)
+
+    def _on_nack(self, node_id: str, type_url: str, version: str, error: str) -> None:
+        self.metrics.nack(type_url)
+        task = asyncio.get_running_loop().create_task(self._record_nack(node_id, type_url, version, error))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _record_nack(self, node_id: str, type_url: str, version: str, error: str) -> None:
+        st = self.status.get(node_id)
+        service = st.node.cluster if st else ""
+        short = type_url.rsplit(".", 1)[-1]
+        await self.negotiator.audit(
+            actor=f"proxy:{node_id}",
+            subject=node_id,
+            kind="nack",
+            decision=f"{short} {version} rejected",
+            details={"error": error, "service": service},
+        )
+        # The contracts whose config that node carries learn of the NACK too.
+        now = self.clock()
+        for c in self.state.live():
+            if c.request.consumer != service:
+                continue
+            ev = ContractEvent(at=now, kind="nack", detail=f"{node_id} rejected {short} {version}: {error}")
+            new = c.model_copy(update={"events": [*c.events, ev], "updated_at": now})
+            with contextlib.suppress(Exception):
+                await self.negotiator.commit(new, self.state.held_by(c.id))
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.connected_proxies.set(sum(1 for p in self.status.list() if p.connected))
+        counts = {s: 0 for s in ContractState}
+        for c in self.state.contracts.values():
+            counts[c.state] += 1
+        for s, n in counts.items():
+            self.metrics.contracts.labels(state=str(s)).set(n)
+        lat = self.sync.push_latencies_s
+        for v in lat:
+            self.metrics.push_latency.observe(v)
+        lat.clear()
+
+    # -- zones and links (operator) ----------------------------------------------------------------------------
+    async def put_zone(self, zone: Zone, *, record: bool = True) -> Zone:
+        await self.store.put_zone(zone)
+        self.state.graph.set_zone(zone)
+        if record:
+            await self.record("zone changed", {"zone": zone.name})
+        return zone
+
+    async def delete_zone(self, name: str) -> None:
+        if self.state.graph.zone(name) is None:
+            raise NotFound(f"zone {name!r} not found", field="name")
+        users = [p.id for p in self.state.graph.providers() if p.zone == name]
+        if users:
+            raise Conflict(f"zone {name!r} still has providers: {', '.join(users[:5])}", field="name")
+        await self.store.delete_zone(name)
+        self.state.graph.remove_zone(name)
+        await self.record("zone removed", {"zone": name})
+        await self.lifecycle.resolve(everything=True, cause="zone removed")
+
+    async def put_link(self, link: Link, *, record: bool = True) -> Link:
+        for field, z in (("a", link.a), ("b", link.b)):
+            if self.state.graph.zone(z) is None:
+                raise ValidationFailed(f"unknown zone {z!r}", field=field)
+        await self.store.put_link(link)
+        self.state.graph.set_link(link)
+        if record:
+            await self.record("link changed", {"link": f"{link.a}|{link.b}", "latency_ms": link.latency_ms})
+            await self.lifecycle.resolve(
+                everything=True, cause=f"link {link.a}-{link.b} now {link.latency_ms:g} ms"
+            )
+            await self.lifecycle.resolve_degraded()
+        return link
+
+    async def delete_link(self, a: str, b: str) -> None:
+        if not any(link.key == Link(a=a, b=b, latency_ms=0).key for link in self.state.graph.links()):
+            raise NotFound(f"link {a}-{b} not found", field="link")
+        await self.store.delete_link(a, b)
+        self.state.graph.remove_link(a, b)
+        await self.record("link removed", {"link": f"{a}|{b}"})
+        await self.lifecycle.resolve(everything=True, cause=f"link {a}-{b} removed")
+
+    # -- providers ------------------------------------------------------------------------------------------------
+    async def put_provider(self, spec: ProviderSpec) -> Provider:
+        region = self.state.graph.region_of(spec.zone)
+        if region is None:
+            raise ValidationFailed(f"unknown zone {spec.zone!r}", field="zone")
+        now = self.clock()
+        old = self.state.graph.provider(spec.id)
+        provider = Provider(
+            **spec.model_dump(),
+            region=region,
+            registered_at=old.registered_at if old else now,
+            expires_at=now + spec.ttl_s if spec.ttl_s else None,
+        )
+        await self.store.put_provider(provider)
+        self.state.graph.set_provider(provider)
+        await self.negotiator.audit(
+            actor="provider",
+            subject=spec.id,
+            kind="provider_" + ("updated" if old else "registered"),
+            decision="registered" if not old else "updated",
+        )
+        await self.record("provider " + ("updated" if old else "registered"), {"provider": spec.id})
+        if old is not None and old.model_dump(exclude={"expires_at"}) != provider.model_dump(
+            exclude={"expires_at"}
+        ):
+            await self.lifecycle.resolve([spec.id], cause=f"provider {spec.id} changed")
+            # Endpoints may have changed even when the allocation did not.
+            self.sync.push_services({c.request.consumer for c in self.state.using(spec.id)})
+        await self.lifecycle.resolve_degraded()
+        return provider
+
+    async def heartbeat(self, provider_id: str) -> Provider:
+        p = self.state.graph.provider(provider_id)
+        if p is None:
+            raise NotFound(
+                f"provider {provider_id!r} not found (lease lapsed? register again)", field="provider_id"
+            )
+        if p.ttl_s is None:
+            return p
+        renewed = p.model_copy(update={"expires_at": self.clock() + p.ttl_s})
+        await self.store.put_provider(renewed)
+        self.state.graph.set_provider(renewed)
+        return renewed
+
+    async def delete_provider(self, provider_id: str) -> None:
+        if self.state.graph.provider(provider_id) is None:
+            raise NotFound(f"provider {provider_id!r} not found", field="provider_id")
+        await self.store.delete_provider(provider_id)
+        self.state.graph.remove_provider(provider_id)
+        await self.negotiator.audit(
+            actor="provider", subject=provider_id, kind="provider_deregistered", decision="deregistered"
+        )
+        await self.record("provider deregistered", {"provider": provider_id})
+        await self.lifecycle.resolve([provider_id], cause=f"provider {provider_id} left")
+
+    # -- policies ----------------------------------------------------------------------------------------------------
+    async def reload_policies(self, actor: str, documents: list[tuple[str, str]] | None = None) -> PolicySet:
+        """Swap the policies in force; on any error the old set stays and the error propagates."""
+        if documents is not None:
+            new = PolicySet.from_documents(documents)
+        elif self.policies_dir:
+            new = self.policy_set.reload(self.policies_dir)
+        else:
+            raise ValidationFailed("no policy directory configured and no documents given", field="documents")
+        old_digest = self.policy_set.digest
+        self.policy_set = new
+        await self.negotiator.audit(
+            actor=actor,
+            subject="policies",
+            kind="policy_change",
+            decision=f"{len(new)} policies in force",
+            details={"before": old_digest, "after": new.digest, "names": new.names},
+        )
+        await self.store.publish(ChangeEvent(kind="policy", op="put", key="policies", origin=self.origin))
+        # Policies shape allocations: every live contract is checked again under the new rules.
+        await self.lifecycle.resolve(everything=True, cause="policies changed")
+        return new

@@ -1,0 +1,103 @@
+"""The Lua scripts of the Redis backend: each is one atomic step on the server.
+
+Keys under the store's prefix `{p}`:
+  {p}:zones {p}:links {p}:providers {p}:contracts   hashes  id -> object JSON
+  {p}:resv:<provider>                                hash    contract id -> rps held
+  {p}:resv_of:<contract>                             set     providers the contract holds capacity on
+  {p}:resv_index                                     set     providers that have any reservation
+  {p}:changes                                        stream  the change feed (MAXLEN ~ 100k)
+  {p}:audit  {p}:audit:tail                          stream (id = "<seq>-0") + the sealed tail entry
+  {p}:history                                        stream  topology snapshots (MAXLEN ~ history_limit)
+
+The scripts derive per-provider keys from a prefix argument instead of declaring them in KEYS, so
+they need a single Redis primary (optionally with replicas / Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+
+class LuaScript:
+    """EVALSHA first (the common case costs no script upload); EVAL when the server forgot it
+    (restart, SCRIPT FLUSH), which also caches it again for the next call."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+# KEYS: object hash, change stream. ARGV: op ("put"|"delete"), field, value JSON ("{}" on delete),
+# stream maxlen, event kind, origin. Returns the change-event id, or nil for a delete of nothing.
+WRITE = LuaScript(
+    """
+if ARGV[1] == 'put' then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+elseif redis.call('HDEL', KEYS[1], ARGV[2]) == 0 then
+  return false
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+  'kind', ARGV[5], 'op', ARGV[1], 'key', ARGV[2], 'origin', ARGV[6], 'data', ARGV[3])
+"""
+)
+
+# KEYS: contracts hash, change stream, resv_of:<contract>, resv_index.
+# ARGV: resv key prefix ("{p}:resv:"), contract id, contract JSON, stream maxlen, origin, tolerance,
+# n, then n triplets (provider, rps, capacity).
+# Returns {"ok", event id} or {"capacity", provider, held by others, requested, capacity}.
+# Check everything first, write only after: a conflict leaves no trace.
+COMMIT_CONTRACT = LuaScript(
+    """
+local rp, cid, tol, n = ARGV[1], ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7])
+for i = 0, n - 1 do
+  local p, want, cap = ARGV[8 + 3 * i], tonumber(ARGV[9 + 3 * i]), tonumber(ARGV[10 + 3 * i])
+  local held = redis.call('HGETALL', rp .. p)
+  local others, own = 0, 0
+  for j = 1, #held, 2 do
+    if held[j] == cid then own = tonumber(held[j + 1]) else others = others + tonumber(held[j + 1]) end
+  end
+  if want > own and others + want > cap + tol then
+    return {'capacity', p, string.format('%.17g', others), ARGV[9 + 3 * i], ARGV[10 + 3 * i]}
+  end
+end
+for _, p in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  redis.call('HDEL', rp .. p, cid)
+  if redis.call('HLEN', rp .. p) == 0 then redis.call('SREM', KEYS[4], p) end
+end
+redis.call('DEL', KEYS[3])
+for i = 0, n - 1 do
+  local p = ARGV[8 + 3 * i]
+  redis.call('HSET', rp .. p, cid, ARGV[9 + 3 * i])
+  redis.call('SADD', KEYS[3], p)
+  redis.call('SADD', KEYS[4], p)
+end
+redis.call('HSET', KEYS[1], cid, ARGV[3])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+  'kind', 'contract', 'op', 'put', 'key', cid, 'origin', ARGV[5], 'data', ARGV[3])
+return {'ok', id}
+"""
+)
+
+# KEYS: resv_index. ARGV: resv key prefix. Returns {provider, {contract, rps, ...}, ...} read in one
+# step, so the caller never sees a half-applied commit.
+RESERVATIONS = LuaScript(
+    """
+local out = {}
+for _, p in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  table.insert(out, p)
+  table.insert(out, redis.call('HGETALL', ARGV[1] .. p))
+end
+return out
+"""
+)

@@ -1,0 +1,125 @@
+"""The ADS gRPC server: StreamAggregatedResources (SotW) and DeltaAggregatedResources (delta).
+
+Each stream runs independently; a failure in one is logged and ends only that stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from meshctl.errors import MeshError
+from meshctl.xds.cache import SnapshotCache
+from meshctl.xds.delta import DeltaStream
+from meshctl.xds.sotw import SotwStream
+from meshctl.xds.status import ProxyStatusRegistry
+from meshctl.xds.stream import AdsStream, CallbackRunner
+
+log = logging.getLogger("meshctl.xds")
+
+_MB = 1024 * 1024
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    # Every proxy holds one long-lived stream; HTTP/2's default stream cap would throttle a big mesh.
+    ("grpc.max_concurrent_streams", 100_000),
+    # Find dead proxies behind silent NATs/load balancers within ~40 s.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Envoy bootstraps often set aggressive HTTP/2 keepalives: accept them instead of sending GOAWAY.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 * _MB),
+    ("grpc.max_send_message_length", 256 * _MB),
+    # Two servers must never share a port silently (tests bind port 0 in parallel).
+    ("grpc.so_reuseport", 0),
+]
+
+
+class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, server: XdsServer):
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        async for response in self._server._serve(SotwStream, request_iterator, context):
+            yield response
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        async for response in self._server._serve(DeltaStream, request_iterator, context):
+            yield response
+
+
+class XdsServer:
+    """ADS over gRPC for every proxy, serving per-node snapshots from ``cache``.
+
+    ``callbacks``: any object with any of on_stream_open / on_ack / on_nack / on_stream_closed
+    (sync or async); see ``meshctl.xds.stream.XdsCallbacks``.
+    """
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        status: ProxyStatusRegistry,
+        callbacks: object | None = None,
+        *,
+        snapshot_wait_s: float = 5.0,
+        options: list[tuple[str, Any]] | None = None,
+    ):
+        self.cache = cache
+        self.status = status
+        self.callbacks = CallbackRunner(callbacks)
+        self.snapshot_wait_s = snapshot_wait_s
+        self._options = list(options) if options is not None else SERVER_OPTIONS
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self.active_streams = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Bind and serve; returns the bound port (``port=0`` picks a free one)."""
+        if self._server is not None:
+            raise MeshError("xDS server already started")
+        server = grpc.aio.server(options=self._options)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise MeshError(f"cannot bind xDS server to {address}: {exc}") from exc
+        if not bound:
+            raise MeshError(f"cannot bind xDS server to {address}")
+        await server.start()
+        self._server, self.port = server, bound
+        log.info("xDS server listening on %s:%d", host, bound)
+        return bound
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        """Stop accepting streams and close open ones after ``grace`` seconds."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)
+            log.info("xDS server stopped")
+
+    async def _serve(
+        self, kind: type[AdsStream[Any, Any]], requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        stream = kind(self.cache, self.status, self.callbacks, self.snapshot_wait_s)
+        self.active_streams += 1
+        try:
+            async for response in stream.run(requests, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            # A bug on one stream must not take the server down; the proxy reconnects.
+            log.exception("ADS %s stream failed", kind.kind)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in xDS server")
+        finally:
+            self.active_streams -= 1

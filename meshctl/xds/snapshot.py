@@ -1,0 +1,117 @@
+"""Immutable per-node configuration snapshots (the unit the cache stores and the server sends).
+
+Versions are content hashes, never counters: a restarted control plane that computes the same
+configuration sends the same versions, and proxies see no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from google.protobuf.message import Message
+
+from meshctl.errors import InconsistentSnapshot
+from meshctl.xds import resources as r
+from meshctl.xds.resources import Entry
+
+_EMPTY: Mapping[str, Entry] = MappingProxyType({})
+_EMPTY_VERSION = r.version_of(())
+
+
+class Snapshot:
+    """All resources one node should have, grouped by type URL, with per-type versions."""
+
+    __slots__ = ("_entries", "_versions")
+
+    def __init__(self, entries: Mapping[str, Mapping[str, Entry]]):
+        # Private: use Snapshot.build. Entries are already frozen mappings.
+        self._entries = entries
+        self._versions = {
+            t: r.version_of((n, e.hash) for n, e in by_name.items()) for t, by_name in entries.items()
+        }
+
+    @classmethod
+    def build(cls, resources: Iterable[Message]) -> Snapshot:
+        """Group ``resources`` by type. Messages are copied, so later edits by the caller do not leak in.
+
+        Raises InconsistentSnapshot on two resources of one type with the same name (Envoy NACKs that).
+        """
+        grouped: dict[str, dict[str, Entry]] = {}
+        for msg in resources:
+            copy = type(msg)()
+            copy.CopyFrom(msg)
+            entry = Entry.of(copy)
+            by_name = grouped.setdefault(entry.type_url, {})
+            if entry.name in by_name:
+                raise InconsistentSnapshot(
+                    f"duplicate {r.SHORT_NAMES.get(entry.type_url, entry.type_url)} resource {entry.name!r}",
+                    details={"type_url": entry.type_url, "name": entry.name},
+                )
+            by_name[entry.name] = entry
+        return cls({t: MappingProxyType(dict(sorted(by.items()))) for t, by in grouped.items()})
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls({})
+
+    def type_urls(self) -> list[str]:
+        """Type URLs present, in push order (known types first)."""
+        known = [t for t in r.ORDER if t in self._entries]
+        return known + sorted(t for t in self._entries if t not in r.KNOWN_TYPES)
+
+    def entries(self, type_url: str) -> Mapping[str, Entry]:
+        return self._entries.get(type_url, _EMPTY)
+
+    def resources(self, type_url: str) -> Mapping[str, Message]:
+        """Resources of one type by name. Treat the messages as read-only."""
+        return MappingProxyType({n: e.message for n, e in self.entries(type_url).items()})
+
+    def resource_versions(self, type_url: str) -> Mapping[str, str]:
+        return MappingProxyType({n: e.hash for n, e in self.entries(type_url).items()})
+
+    def version(self, type_url: str) -> str:
+        """Version of one type; a type with no resources has the (constant) empty version."""
+        return self._versions.get(type_url, _EMPTY_VERSION)
+
+    def versions(self) -> dict[str, str]:
+        return {t: self.version(t) for t in r.ORDER} | dict(self._versions)
+
+    def consistent(self) -> None:
+        """Raise InconsistentSnapshot unless every EDS/RDS name referenced here is also defined here.
+
+        A dangling reference would leave a cluster or listener warming forever on the proxy.
+        """
+        endpoints = self.entries(r.ENDPOINT)
+        routes = self.entries(r.ROUTE)
+        missing_eds = sorted(
+            {
+                svc
+                for e in self.entries(r.CLUSTER).values()
+                if (svc := r.eds_service_name(e.message)) is not None and svc not in endpoints
+            }
+        )
+        missing_rds = sorted(
+            {name for e in self.entries(r.LISTENER).values() for name in r.listener_route_names(e.message)}
+            - set(routes)
+        )
+        if missing_eds or missing_rds:
+            parts = []
+            if missing_eds:
+                parts.append(f"EDS clusters reference missing ClusterLoadAssignments {missing_eds}")
+            if missing_rds:
+                parts.append(f"listeners reference missing RouteConfigurations {missing_rds}")
+            raise InconsistentSnapshot(
+                "; ".join(parts),
+                details={"missing_endpoints": missing_eds, "missing_routes": missing_rds},
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and self.versions() == other.versions()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.versions().items())))
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{r.SHORT_NAMES.get(t, t)}={len(self.entries(t))}" for t in self.type_urls())
+        return f"Snapshot({counts})"

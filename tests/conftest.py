@@ -1,0 +1,88 @@
+"""Fixtures shared by every test directory: real binaries, upstreams, an xDS server.
+
+`tests/` is on sys.path (pytest's rootdir conftest insertion), so tests import the harness
+as ``harness``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from harness import EnvoyProcess, GrpcUpstream, UpstreamServer, envoy_binary
+
+
+@pytest.fixture(scope="session")
+def envoy_bin() -> str:
+    """The Envoy binary; fails (never skips) when it is missing."""
+    return envoy_binary()
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Callable[..., UpstreamServer]]:
+    """Factory: ``upstreams("a")`` starts an HTTP upstream named "a"; all stop at teardown."""
+    started: list[UpstreamServer] = []
+
+    def make(name: str, port: int = 0, status: int = 200) -> UpstreamServer:
+        server = UpstreamServer(name, port=port, status=status).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def grpc_upstreams() -> Iterator[Callable[..., GrpcUpstream]]:
+    started: list[GrpcUpstream] = []
+
+    def make(name: str, port: int = 0) -> GrpcUpstream:
+        server = GrpcUpstream(name, port=port).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def envoys(envoy_bin: str) -> Iterator[Callable[..., EnvoyProcess]]:
+    """Factory: ``envoys("node-1", xds_port, ads="delta")`` starts an Envoy; all stop at teardown."""
+    started: list[EnvoyProcess] = []
+
+    def make(node_id: str, xds_port: int, **kw: Any) -> EnvoyProcess:
+        proc = EnvoyProcess.for_node(node_id, xds_port, binary=envoy_bin, **kw)
+        started.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@dataclass
+class RunningXds:
+    """An XdsServer listening on 127.0.0.1:port with its own cache and status registry."""
+
+    server: Any
+    cache: Any
+    status: Any
+    port: int
+
+
+@pytest.fixture
+async def xds_server() -> AsyncIterator[RunningXds]:
+    from meshctl.xds import ProxyStatusRegistry, SnapshotCache, XdsServer
+
+    cache = SnapshotCache()
+    status = ProxyStatusRegistry()
+    server = XdsServer(cache, status, None)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        yield RunningXds(server=server, cache=cache, status=status, port=port)
+    finally:
+        await server.stop()

@@ -1,0 +1,17 @@
+"""A real Envoy on delta (incremental) ADS follows meshctl's snapshots with real HTTP traffic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from harness import EnvoyProcess, UpstreamServer
+from harness.flows import routing_flow
+
+pytestmark = pytest.mark.integration
+
+
+async def test_delta_envoy_routes_and_follows_changes(
+    xds_server, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
+) -> None:
+    await routing_flow(xds_server, envoys, upstreams, "delta")
