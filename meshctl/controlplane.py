@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from meshctl.contracts.lifecycle import Lifecycle
@@ -104,7 +104,7 @@ class ControlPlane:
         if serve_xds:
             self.xds_port = await self.xds.start(xds_host, xds_port)
         self._tasks.append(asyncio.create_task(self._keeper(), name="meshctl-keeper"))
-        self._tasks.append(asyncio.create_task(self._follow(), name="meshctl-follow"))
+        self._tasks.append(asyncio.create_task(self._follow(feed), name="meshctl-follow"))
         await self.record("control plane started", {"origin": self.origin})
 
     async def stop(self) -> None:
@@ -154,11 +154,11 @@ class ControlPlane:
                 log.exception("keeper tick failed")
             await asyncio.sleep(self.tick_s)
 
-    async def _follow(self) -> None:
+    async def _follow(self, feed: AsyncIterator[ChangeEvent]) -> None:
         """Apply other replicas' changes to this replica's view and push to its own proxies."""
         while True:
             try:
-                async for ev in self.store.follow():
+                async for ev in feed:
                     if ev.origin == self.origin:
                         continue
                     await self._apply_remote(ev)
@@ -167,6 +167,7 @@ class ControlPlane:
             except Exception:
                 log.exception("change feed interrupted; resuming")
                 await asyncio.sleep(0.5)
+                feed = self.store.follow()
 
     async def _apply_remote(self, ev: ChangeEvent) -> None:
         g = self.state.graph

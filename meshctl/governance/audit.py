@@ -33,6 +33,8 @@ KINDS = frozenset(
     {
         "proposal", "admission", "counter_offer", "rejection", "approval", "approval_rejected",
         "resolve", "expiry", "revoke", "renew", "policy_change", "nack", "degraded",
+        # provider lifecycle: the graph changes every decision above is made against
+        "provider_registered", "provider_updated", "provider_deregistered", "lease_lapsed",
     }
 )
 

@@ -1,13 +1,9 @@
 """CEL for governance policies: compile once, check statically, evaluate to a bool.
 
 cel-python has no type checker, so a typo such as ``contract.sla.p99`` would only surface at the
-first contract it meets, and fail closed there. Policies are therefore checked on load:
-
-- every identifier is a known variable (``contract``; ``provider`` where bound), a macro variable
-  (``exists(v, ...)``) or a CEL type name; functions and methods are known ones;
-- every dotted path into ``contract``/``provider`` exists in the activation schema below (label
-  maps are free-form);
-- a probe evaluation over a fully populated sample must not hit a type error and must give a bool.
+first contract it meets, and fail closed there. Policies are therefore checked on load: names,
+functions and field paths statically (`cel_check`), then a probe evaluation over a fully
+populated sample must not hit a type error and must give a bool.
 
 The activation (what policies see). Numbers are CEL doubles. Missing optional values:
 
@@ -33,59 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import celpy
-import lark
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError, base_functions, bool_eq, bool_ne, operator_in
+from celpy.evaluation import CELEvalError, bool_eq, bool_ne, operator_in
 
 from meshctl.errors import PolicyError
+from meshctl.governance.cel_check import Where, check
 from meshctl.model import ContractRequest, Provider
-
-# Schema leaves: _LEAF is a scalar or list (no field selection below it); _MAP is a free-form map.
-_LEAF = "leaf"
-_MAP = "map"
-Schema = Mapping[str, Any]
-
-CONTRACT_SCHEMA: Schema = {
-    "id": _LEAF,
-    "owner": _LEAF,
-    "consumer": _LEAF,
-    "consumer_zone": _LEAF,
-    "capability": _LEAF,
-    "sla": {"p99_latency_ms": _LEAF, "rps": _LEAF, "availability": _LEAF},
-    "constraints": {
-        "regions": _LEAF,
-        "zones": _LEAF,
-        "required_labels": _MAP,
-        "excluded_providers": _LEAF,
-    },
-    "max_cost_per_1k": _LEAF,
-    "duration_s": _LEAF,
-    "labels": _MAP,
-}
-
-PROVIDER_SCHEMA: Schema = {
-    "id": _LEAF,
-    "zone": _LEAF,
-    "region": _LEAF,
-    "labels": _MAP,
-    "capabilities": _LEAF,
-    "capacity_rps": _LEAF,
-    "latency_p99_ms": _LEAF,
-    "cost_per_1k": _LEAF,
-}
-
-SCHEMAS: Mapping[str, Schema] = {"contract": CONTRACT_SCHEMA, "provider": PROVIDER_SCHEMA}
-
-_MACROS = frozenset({"exists", "all", "exists_one", "map", "filter"})
-_TYPE_NAMES = frozenset(
-    {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type", "string", "timestamp",
-     "uint", "type", "google"}
-)
-_FUNCTIONS = frozenset(k for k in base_functions if k[0].isalpha()) | {"has"}
-_METHODS = _FUNCTIONS | _MACROS
-
 
 # -- activations ----------------------------------------------------------------------------------
 
@@ -198,19 +149,6 @@ _ENV = celpy.Environment()
 # -- compilation ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Where:
-    """Where an expression sits in its file, to turn CEL positions into ``file:line``."""
-
-    filename: str
-    line: int  # 1-based line of the expression's first character
-    exact_lines: bool = True  # False for folded YAML scalars, whose line breaks are gone
-
-    def at(self, cel_line: int | None) -> str:
-        offset = (cel_line - 1) if (cel_line and self.exact_lines) else 0
-        return f"{self.filename}:{self.line + offset}"
-
-
 @dataclass(frozen=True, eq=False)
 class Expression:
     """A compiled, checked CEL expression that evaluates to a bool."""
@@ -219,6 +157,8 @@ class Expression:
     variables: frozenset[str]  # the activation variables it reads
     # Top-level provider fields it reads; None when it uses `provider` as a whole.
     provider_fields: frozenset[str] | None
+    # Provider label keys it reads; None when it uses the label map as a whole.
+    label_keys: frozenset[str] | None
     _program: Any
 
     def evaluate(self, activation: Mapping[str, celtypes.Value]) -> bool:
@@ -286,9 +226,9 @@ def compile_expression(text: str, *, variables: frozenset[str], where: Where) ->
         first = str(e.args[0]).strip().splitlines()[0] if e.args else ""
         col = f", column {e.column}" if e.column else ""
         raise PolicyError(f"{pos}: CEL syntax error{col}: {first!r}", field=pos) from None
-    used, provider_fields = _check(ast, variables, where)
+    reads = check(ast, variables, where)
     program = _ENV.program(ast, functions=_OVERRIDES)
-    expr = Expression(text, frozenset(used), provider_fields, program)
+    expr = Expression(text, reads.variables, reads.provider_fields, reads.label_keys, program)
     _probe(expr, where)
     return expr
 
@@ -302,122 +242,12 @@ def _probe(expr: Expression, where: Where) -> None:
         return
     pos = where.at(None)
     if isinstance(value, CELEvalError):
-        # Missing label keys and the like are data-dependent; only a type error is always wrong.
-        if len(value.args) > 1 and value.args[1] is TypeError:
+        # Missing label keys and the like are data-dependent; only a type error is always wrong,
+        # and not one about combining such errors (`error && error` is a TypeError in cel-python).
+        if len(value.args) > 1 and value.args[1] is TypeError and "CELEvalError" not in str(value.args[0]):
             pos = where.at(value.line)
             raise PolicyError(f"{pos}: CEL type error: {short_error(value)}", field=pos)
         return
     if not _is_bool(value):
         raise PolicyError(f"{pos}: CEL expression must give a bool, it gives {_type_name(value)}", field=pos)
 
-
-# -- static checks ------------------------------------------------------------------------------------
-
-
-def _ident_of(node: Any) -> str | None:
-    """The name if `node` (an expr or below) is nothing but a bare identifier."""
-    while isinstance(node, lark.Tree) and len(node.children) == 1:
-        if node.data == "ident":
-            return str(node.children[0])
-        node = node.children[0]
-    return None
-
-
-def _path(node: Any) -> list[str] | None:
-    """`a.b.c` as ["a", "b", "c"]; None when the chain does not start at a plain identifier."""
-    if not isinstance(node, lark.Tree):
-        return None
-    if node.data == "member_dot":
-        base = _path(node.children[0])
-        return None if base is None else [*base, str(node.children[1])]
-    if node.data in ("member", "primary") and len(node.children) == 1:
-        return _path(node.children[0])
-    if node.data == "ident":
-        return [str(node.children[0])]
-    return None
-
-
-def _line(node: Any) -> int | None:
-    if isinstance(node, lark.Token):
-        return node.line
-    meta = getattr(node, "meta", None)
-    return getattr(meta, "line", None) if meta is not None and not meta.empty else None
-
-
-def _fail(where: Where, node: Any, message: str) -> PolicyError:
-    pos = where.at(_line(node))
-    return PolicyError(f"{pos}: {message}", field=pos)
-
-
-def _check_path(path: list[str], node: Any, where: Where) -> None:
-    schema: Any = SCHEMAS[path[0]]
-    for i, name in enumerate(path[1:], start=1):
-        if schema == _MAP:
-            return
-        if schema == _LEAF or name not in schema:
-            prefix = ".".join(path[:i])
-            if schema == _LEAF:
-                raise _fail(where, node, f"{prefix} has no fields (tried .{name})")
-            known = ", ".join(sorted(schema))
-            raise _fail(where, node, f"unknown field {prefix}.{name} (known: {known})")
-        schema = schema[name]
-
-
-def _check(ast: lark.Tree, variables: frozenset[str], where: Where) -> tuple[set[str], frozenset[str] | None]:
-    bound: set[str] = set()
-    for node in ast.iter_subtrees():
-        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
-            name = _ident_of(node.children[2].children[0])
-            if name:
-                bound.add(name)
-
-    used: set[str] = set()
-
-    def visit(node: lark.Tree, parent: lark.Tree | None) -> None:
-        kind = node.data
-        if kind == "ident":
-            name = str(node.children[0])
-            if name in SCHEMAS and name not in bound:
-                if name not in variables:
-                    raise _fail(where, node, f"'{name}' is not available here (only {_names(variables)})")
-                used.add(name)
-            elif name not in bound and name not in _TYPE_NAMES:
-                raise _fail(where, node, f"undeclared reference to '{name}' (use {_names(variables)})")
-        elif kind in ("ident_arg", "dot_ident_arg") and str(node.children[0]) not in _FUNCTIONS:
-            raise _fail(where, node.children[0], f"unknown function '{node.children[0]}'")
-        elif kind == "member_dot_arg" and str(node.children[1]) not in _METHODS:
-            raise _fail(where, node.children[1], f"unknown function '{node.children[1]}'")
-        elif kind == "dot_ident":
-            raise _fail(where, node, f"unsupported qualified name '.{node.children[0]}'")
-        elif kind == "member_object":
-            raise _fail(where, node, "message construction is not supported in policies")
-        elif kind == "member_dot" and (parent is None or parent.data != "member_dot"):
-            path = _path(node)
-            if path and path[0] in SCHEMAS and path[0] not in bound:
-                _check_path(path, node, where)
-        for child in node.children:
-            if isinstance(child, lark.Tree):
-                visit(child, node)
-
-    visit(ast, None)
-    return used, _provider_fields(ast, bound)
-
-
-def _provider_fields(ast: lark.Tree, bound: set[str]) -> frozenset[str] | None:
-    """The top-level provider fields read; None when `provider` is also used as a whole value."""
-    if "provider" in bound:
-        return None
-    fields: set[str] = set()
-    as_base = 0
-    for node in ast.iter_subtrees():
-        if node.data == "member_dot" and _path(node.children[0]) == ["provider"]:
-            as_base += 1
-            fields.add(str(node.children[1]))
-    mentions = sum(
-        1 for node in ast.iter_subtrees() if node.data == "ident" and str(node.children[0]) == "provider"
-    )
-    return frozenset(fields) if mentions == as_base else None
-
-
-def _names(variables: frozenset[str]) -> str:
-    return " and ".join(sorted(variables))

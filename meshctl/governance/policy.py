@@ -72,9 +72,11 @@ _CACHE_MAX = 100_000
 
 
 class _PredicateCache:
-    """Predicate results keyed by (policy, the contract content it reads, the provider content it reads).
+    """Predicate results keyed by (policy, the contract it reads, the provider content it reads).
 
-    Keys are content, never identity: a provider re-registered with new labels gets a new key.
+    Keys are content, never identity: a provider re-registered with new labels gets a new key;
+    and only the content the predicate can see (`Expression.provider_fields`, `label_keys`), so
+    providers alike in what matters share one evaluation of slow interpreted CEL.
     """
 
     def __init__(self) -> None:
@@ -97,27 +99,39 @@ class _PredicateCache:
         self.results[key] = value
 
 
-def _freeze_labels(labels: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+# Distinct from every label value, so "label absent" never collides with a value.
+_ABSENT = object()
+
+
+def _freeze(value: Any) -> Any:
     # A str and a one-element list are different values to CEL, so they freeze differently.
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in labels.items()))
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _freeze_labels(labels: Mapping[str, Any], keys: frozenset[str] | None) -> tuple[tuple[str, Any], ...]:
+    if keys is None:
+        return tuple(sorted((k, _freeze(v)) for k, v in labels.items()))
+    return tuple((k, _freeze(labels.get(k, _ABSENT))) for k in sorted(keys))
 
 
 _PROVIDER_FIELDS: dict[str, Any] = {
-    "id": lambda p: p.id,
-    "zone": lambda p: p.zone,
-    "region": lambda p: p.region or "",
-    "labels": lambda p: _freeze_labels(p.labels),
-    "capabilities": lambda p: tuple(p.capabilities),
-    "capacity_rps": lambda p: float(p.capacity_rps),
-    "latency_p99_ms": lambda p: float(p.latency_p99_ms),
-    "cost_per_1k": lambda p: float(p.cost_per_1k),
+    "id": lambda p, keys: p.id,
+    "zone": lambda p, keys: p.zone,
+    "region": lambda p, keys: p.region or "",
+    "labels": lambda p, keys: _freeze_labels(p.labels, keys),
+    "capabilities": lambda p, keys: tuple(p.capabilities),
+    "capacity_rps": lambda p, keys: float(p.capacity_rps),
+    "latency_p99_ms": lambda p, keys: float(p.latency_p99_ms),
+    "cost_per_1k": lambda p, keys: float(p.cost_per_1k),
 }
 _ALL_FIELDS = tuple(sorted(_PROVIDER_FIELDS))
 
 
-def _provider_key(provider: Provider, fields: frozenset[str] | None) -> tuple[Any, ...]:
-    names = _ALL_FIELDS if fields is None else sorted(fields)
-    return tuple(_PROVIDER_FIELDS[n](provider) for n in names)
+def _provider_key(provider: Provider, pred: Expression) -> tuple[Any, ...]:
+    """The provider content `pred` can see, and nothing else."""
+    if pred.provider_fields is None:
+        return tuple(_PROVIDER_FIELDS[n](provider, None) for n in _ALL_FIELDS)
+    return tuple(_PROVIDER_FIELDS[n](provider, pred.label_keys) for n in sorted(pred.provider_fields))
 
 
 @dataclass
@@ -153,7 +167,7 @@ class Verdict:
             key = (
                 id(policy),
                 self._contract_key if "contract" in pred.variables else None,
-                _provider_key(provider, pred.provider_fields),
+                _provider_key(provider, pred),
             )
             found, failure = self._cache.get(key)
             if not found:

@@ -4,6 +4,11 @@ A method returning normally means the change is stored (on Redis with AOF: durab
 `StoreUnavailable` when they cannot reach their storage, `CapacityConflict` when an atomic
 reservation would oversubscribe a provider, and never anything else on purpose.
 
+Every write publishes its own `ChangeEvent` (the object's JSON as `data`) in the same atomic step
+as the write, so a follower never misses a stored change; `publish()` is for changes the store does
+not hold (policies). `follow()` may replay another replica's event from the last few ms before the
+call: appliers must be idempotent.
+
 Objects go in and out as the pydantic models of `meshctl.model`; audit entries and history
 snapshots are plain JSON-able dicts (their shape belongs to governance and topology).
 """

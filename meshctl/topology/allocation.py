@@ -23,27 +23,21 @@ Allowed = Callable[[Provider], str | None]
 EXPIRED, CONSTRAINT, POLICY, UNREACHABLE, LATENCY, CAPACITY, OK = range(7)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity equality: compared in hot loops, never by value
 class Candidate:
-    """A provider as the solver sees it for one request."""
+    """A provider as the solver sees it for one request.
+
+    ``id``/``zone``/``price`` repeat the provider's fields because the inner loops read them often.
+    """
 
     provider: Provider
+    id: str
+    zone: str
+    price: float
     residual: float
     stage: int = OK
     reason: str | None = None
     expected: float | None = None  # network path + provider p99; None until computed / unreachable
-
-    @property
-    def id(self) -> str:
-        return self.provider.id
-
-    @property
-    def zone(self) -> str:
-        return self.provider.zone
-
-    @property
-    def price(self) -> float:
-        return self.provider.cost_per_1k
 
     def item(self, rank: int = 1) -> FlowItem:
         assert self.expected is not None
@@ -93,23 +87,27 @@ def screen(
 ) -> list[Candidate]:
     """Every provider of the capability, each marked with the first check it fails (if any)."""
     budget = request.sla.p99_latency_ms
+    c = request.constraints
+    constrained = bool(c.regions or c.zones or c.required_labels or c.excluded_providers)
+    row = graph.latency_row(consumer_zone)
     out: list[Candidate] = []
     for p in graph.providers_for(request.capability):
-        cand = Candidate(p, max(0.0, residual.get(p.id, p.capacity_rps)))
+        cand = Candidate(p, p.id, p.zone, p.cost_per_1k, max(0.0, residual.get(p.id, p.capacity_rps)))
         out.append(cand)
         if p.expires_at is not None and p.expires_at < now:
             cand.stage, cand.reason = EXPIRED, "expired"
             continue
-        why = _constraint_reason(p, request, graph)
-        if why is not None:
-            cand.stage, cand.reason = CONSTRAINT, why
-            continue
+        if constrained:
+            why = _constraint_reason(p, request, graph)
+            if why is not None:
+                cand.stage, cand.reason = CONSTRAINT, why
+                continue
         if allowed is not None:
             policy = allowed(p)
             if policy is not None:
                 cand.stage, cand.reason = POLICY, f"policy:{policy}"
                 continue
-        path = graph.zone_latency(consumer_zone, p.zone)
+        path = row.get(p.zone)
         if path is None:
             cand.stage, cand.reason = UNREACHABLE, "unreachable"
             continue
@@ -160,10 +158,10 @@ def pick_failover(pool: Sequence[Candidate], primaries: set[str], used_zones: se
     zones = set(used_zones)
     chosen: list[Candidate] = []
     while rest and len(chosen) < MAX_FAILOVER:
-        best = min(rest, key=lambda c: (c.zone in zones, c.expected, c.id))
+        i = min(range(len(rest)), key=lambda j: (rest[j].zone in zones, rest[j].expected, rest[j].id))
+        best = rest.pop(i)
         chosen.append(best)
         zones.add(best.zone)
-        rest.remove(best)
     return chosen
 
 

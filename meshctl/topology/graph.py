@@ -13,12 +13,16 @@ changes, so provider churn (the frequent event) never costs a path recomputation
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
 
 from meshctl.errors import Conflict, ValidationFailed
 from meshctl.model import Link, Provider, Zone
+
+_EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
 def _zid(name: str) -> str:
@@ -225,20 +229,19 @@ class CapabilityGraph:
 
     def zone_latency(self, a: str, b: str) -> float | None:
         """Shortest-path latency in ms from zone a to zone b; None if either is unknown or unreachable."""
+        return self.latency_row(a).get(b)
+
+    def latency_row(self, a: str) -> Mapping[str, float]:
+        """Latency from zone a to every zone reachable from it (a itself at the intra-zone latency);
+        empty if a is unknown. The cached row itself: read it, do not keep it across changes."""
         row = self._rows.get(a)
         if row is None:
             if a not in self._zones:
-                return None
+                return _EMPTY
             row = nx.single_source_dijkstra_path_length(self._net, a, weight="latency_ms")
             row[a] = self._intra_zone_latency_ms
             self._rows[a] = row
-        return row.get(b)
-
-    def latencies_from(self, a: str) -> dict[str, float]:
-        """Every reachable zone's latency from zone a (a itself at the intra-zone latency)."""
-        if self.zone_latency(a, a) is None:
-            return {}
-        return dict(self._rows[a])
+        return row
 
     def node_link(self) -> dict[str, Any]:
         """The whole graph as networkx node-link JSON (``nodes`` / ``links``), JSON-serialisable."""

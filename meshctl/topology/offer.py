@@ -65,16 +65,25 @@ def _fits(items: Sequence[FlowItem], demand: float, k: int, bid: float | None) -
 
 
 def _max_rps(items: Sequence[FlowItem], rps: float, k: int, bid: float | None) -> float:
-    """(a): the most rps within ``items`` and the bid. The min blended price only rises with the
-    demand (scale a flow down and its average price stays), so bisection is exact up to tolerance."""
+    """(a): the most rps within ``items`` and the bid, to 1/1000 rps, never above what fits.
+
+    The min blended price only rises with the demand (scale a flow down and its average price
+    stays), so bisection converges on the limit; the limit is then snapped to the nearest 1/1000
+    when that still fits (bisection approaches 75 as 74.99999...), else floored.
+    """
     hi = min(rps, max_total(items, k))
-    if hi <= EPS or _fits(items, hi, k, bid):
-        return max(hi, 0.0)
-    lo = 0.0
-    while hi - lo > 1e-6 * max(1.0, rps):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _fits(items, mid, k, bid) else (lo, mid)
-    return lo
+    if hi <= EPS:
+        return 0.0
+    if not _fits(items, hi, k, bid):
+        lo = 0.0
+        while hi - lo > 1e-9 * max(1.0, rps):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _fits(items, mid, k, bid) else (lo, mid)
+        hi = lo
+    nice = round(hi, 3)
+    if nice > hi and not _fits(items, nice, k, bid):
+        nice = _down(hi)
+    return nice
 
 
 def _min_latency(items: Sequence[FlowItem], rps: float, k: int, bid: float | None) -> float | None:
@@ -135,7 +144,7 @@ def counter_offer(
     items = order(c.item() for c in usable)
     within = [it for it in items if it.latency <= p99 + EPS]
 
-    a = _down(_max_rps(within, rps, k, bid))
+    a = _max_rps(within, rps, k, bid)
     full_within = max_total(within, k) >= rps - EPS * max(1.0, rps)
     c_price = _price(_split(within, rps, k), within) if full_within else None
     b = b_any = tier = None

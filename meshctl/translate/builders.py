@@ -24,6 +24,7 @@ from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import http_status_pb2, percent_pb2, token_bucket_pb2
@@ -34,6 +35,7 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ROUTER_FILTER = "envoy.filters.http.router"
 PREVIOUS_HOSTS_PREDICATE = "envoy.retry_host_predicates.previous_hosts"
+PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -173,6 +175,8 @@ class RetrySpec:
     per_try_timeout_ms: int | None = None
     previous_hosts: bool = True
     host_selection_retry_max_attempts: int = 3
+    # After this many attempts at one priority, retries move to the next (failover) priority.
+    previous_priorities_update_frequency: int | None = None
 
 
 def retry_policy(spec: RetrySpec) -> route_components_pb2.RetryPolicy:
@@ -187,6 +191,17 @@ def retry_policy(spec: RetrySpec) -> route_components_pb2.RetryPolicy:
         policy.retry_host_predicate.append(
             route_components_pb2.RetryPolicy.RetryHostPredicate(
                 name=PREVIOUS_HOSTS_PREDICATE, typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate())
+            )
+        )
+    if spec.previous_priorities_update_frequency is not None:
+        policy.retry_priority.CopyFrom(
+            route_components_pb2.RetryPolicy.RetryPriority(
+                name=PREVIOUS_PRIORITIES,
+                typed_config=pack(
+                    previous_priorities_config_pb2.PreviousPrioritiesConfig(
+                        update_frequency=spec.previous_priorities_update_frequency
+                    )
+                ),
             )
         )
     return policy
@@ -385,6 +400,7 @@ __all__ = [
     "HCM_FILTER",
     "LOCAL_RATELIMIT_FILTER",
     "PREVIOUS_HOSTS_PREDICATE",
+    "PREVIOUS_PRIORITIES",
     "ROUTER_FILTER",
     "LbEndpointSpec",
     "RetrySpec",

@@ -36,6 +36,18 @@ def contract_rps(contract: Contract) -> float:
     return min(sla_rps, alloc.rps)
 
 
+def _failover_after(contract: Contract, proxyless: bool) -> int | None:
+    """Attempts at the primary priority before a retry goes to the failover endpoints.
+
+    Without it a retry keeps picking the dead primary until outlier detection ejects it, so the
+    first requests of an outage fail; with it the last retry already reaches priority 1.
+    Proxyless gRPC has no retry priorities; a contract without failover has nowhere to go.
+    """
+    if proxyless or contract.allocation is None or not contract.allocation.failover:
+        return None
+    return 2
+
+
 def contract_route(
     contract: Contract,
     weights: Sequence[tuple[str, int]],
@@ -62,6 +74,7 @@ def contract_route(
         per_try_timeout_ms=sizing.per_try_timeout_ms(p99),
         previous_hosts=True,
         host_selection_retry_max_attempts=3,
+        previous_priorities_update_frequency=_failover_after(contract, proxyless),
     )
     per_filter = None
     if not proxyless:

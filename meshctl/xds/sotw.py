@@ -51,8 +51,12 @@ class SotwTypeState:
             self.names = frozenset(names - {"*"})
 
     def client_view(self) -> dict[str, Entry]:
-        """Resources the client may be running: ACKed, or sent and not yet answered."""
+        """Resources by name the client may hold: ACKed, or sent and not yet answered."""
         return {**self.acked, **self.sent}
+
+    def live(self) -> list[Entry]:
+        """Every version the client may be running; both while a replacement is unanswered."""
+        return [*self.acked.values(), *(e for n, e in self.sent.items() if self.acked.get(n) is not e)]
 
     def chosen(self, snapshot: Snapshot, type_url: str) -> dict[str, Entry]:
         entries = snapshot.entries(type_url)
@@ -115,7 +119,7 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discove
         chosen = st.chosen(snap, t)
         if t not in (r.CLUSTER, r.ENDPOINT):
             return chosen, snap.version(t)
-        refs = mbb.route_refs(self.types[r.ROUTE].client_view().values())
+        refs = mbb.route_refs(self.types[r.ROUTE].live())
         kept = mbb.kept_resources(
             snap, self.types[r.CLUSTER].client_view(), self.types[r.ENDPOINT].client_view(), refs
         )[t]

@@ -176,6 +176,10 @@ class AdsStream(ABC, Generic[Req, Resp]):
         log.info("node %s (%s) opened %s ADS stream", node.id, node.cluster, self.kind)
         reader = watcher = None
         try:
+            # Read ahead while the baseline snapshot is being built, so that requests which arrive
+            # together are answered together, in push order.
+            self._inbox.append(first)
+            reader = asyncio.create_task(self._read(requests))
             await self.callbacks.call("on_stream_open", node, wait_s=self.snapshot_wait_s)
             self.snapshot = self.cache.get_snapshot(node.id)
             if self.snapshot is None:
@@ -187,8 +191,6 @@ class AdsStream(ABC, Generic[Req, Resp]):
                     log.warning(
                         "node %s: no snapshot after %.1fs; waiting for one", node.id, self.snapshot_wait_s
                     )
-            self._inbox.append(first)
-            reader = asyncio.create_task(self._read(requests))
             watcher = asyncio.create_task(self._watch(node.id))
             while True:
                 self._wake.clear()

@@ -7,6 +7,7 @@ add ``tests/`` to sys.path themselves.
 from .envoy import REPO_ROOT, EnvoyProcess, envoy_binary
 from .net import (
     HttpResponse,
+    ProcessExited,
     WaitTimeout,
     ahttp_request,
     free_port,
@@ -24,6 +25,7 @@ __all__ = [
     "EnvoyProcess",
     "GrpcUpstream",
     "HttpResponse",
+    "ProcessExited",
     "RedisServer",
     "UpstreamServer",
     "WaitTimeout",

@@ -17,7 +17,7 @@ import yaml
 
 from meshctl.bootstrap import AdsMode, envoy_bootstrap
 
-from .net import HttpResponse, free_port, http_request, wait_for, wait_for_sync
+from .net import HttpResponse, ProcessExited, free_port, http_request, wait_for, wait_for_sync
 
 T = TypeVar("T")
 
@@ -132,7 +132,7 @@ class EnvoyProcess:
 
     def _check_alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}")
+            raise ProcessExited(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}")
         return True
 
     @property

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .net import free_port, wait_for_sync
+from .net import ProcessExited, free_port, wait_for_sync
 
 
 def redis_binary() -> str:
@@ -73,7 +73,7 @@ class RedisServer:
 
     def _alive_or_raise(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"redis-server exited with {self.proc.returncode}:\n{self.logs()}")
+            raise ProcessExited(f"redis-server exited with {self.proc.returncode}:\n{self.logs()}")
         return True
 
     def logs(self) -> str:

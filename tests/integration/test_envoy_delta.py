@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from harness import EnvoyProcess, UpstreamServer
-from harness.flows import routing_flow
+from harness.flows import removal_status_flow, routing_flow
 
 pytestmark = pytest.mark.integration
 
@@ -15,3 +15,9 @@ async def test_delta_envoy_routes_and_follows_changes(
     xds_server, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
 ) -> None:
     await routing_flow(xds_server, envoys, upstreams, "delta")
+
+
+async def test_status_in_sync_after_cluster_removal(
+    xds_server, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
+) -> None:
+    await removal_status_flow(xds_server, envoys, upstreams, "delta")

@@ -172,6 +172,19 @@ def test_cache_serves_repeat_checks_and_survives_new_verdicts() -> None:
     assert answers.count(None) == 10
 
 
+def test_cache_keys_only_on_the_labels_a_predicate_reads() -> None:
+    ps = load_policies(REPO / "policies")
+    v = ps.evaluate(make_request(labels={"data_class": "pii"}), owner="a", consumer_zone="z")
+    base = {"compliance": ["gdpr"]}
+    alike = [make_provider(f"p{i}", labels={**base, "instance": f"i-{i}"}) for i in range(10)]
+    assert all(v.allows(p) is None for p in alike)
+    # Ten providers differing only in a label no policy reads: one evaluation per policy.
+    assert ps.cache_stats["misses"] == 2
+    # Changing a label the policy reads is new content.
+    assert v.allows(make_provider("p0", labels={"compliance": ["pci"], "instance": "i-0"})) == "gdpr-compliance"
+    assert ps.cache_stats["misses"] == 3
+
+
 def test_cache_separates_contracts_when_the_predicate_reads_the_contract() -> None:
     ps = policies_from(
         "name: near\neffect: require\npredicate: provider.zone == contract.consumer_zone\n"

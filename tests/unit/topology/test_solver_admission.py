@@ -42,7 +42,9 @@ def test_every_candidate_gets_a_verdict_with_the_reason_it_was_dropped() -> None
     )
     g.set_zone(g.zone("a1").model_copy(update={"name": "lonely"}))  # type: ignore[union-attr]
     g.set_provider(provider("island", "lonely", labels={"compliance": ["gdpr"]}))
-    req = request(10, 40, regions=["eu"], required_labels={"compliance": "gdpr"}, excluded_providers=["banned"])
+    req = request(
+        10, 40, regions=["eu"], required_labels={"compliance": "gdpr"}, excluded_providers=["banned"]
+    )
 
     def policy(p: Provider) -> str | None:
         return "no-tier-x" if p.labels.get("tier") == "x" else None
@@ -109,7 +111,9 @@ def test_residual_capacity_limits_each_share() -> None:
     assert alloc.reservation == {"p1": 25, "p2": 75}
 
 
-@pytest.mark.parametrize(("availability", "zones"), [(None, 1), (0.95, 1), (0.99, 2), (0.999, 2), (0.9999, 3)])
+@pytest.mark.parametrize(
+    ("availability", "zones"), [(None, 1), (0.95, 1), (0.99, 2), (0.999, 2), (0.9999, 3)]
+)
 def test_availability_spreads_over_zones(availability: float | None, zones: int) -> None:
     g = graph(
         ZONES,

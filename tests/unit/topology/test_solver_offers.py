@@ -9,8 +9,9 @@ from meshctl.model import ContractRequest, CounterOffer, Provider
 from meshctl.topology import CapabilityGraph, SolveResult, solve
 
 
-def _solve(g: CapabilityGraph, req: ContractRequest, residual: dict[str, float] | None = None,
-           **kw: object) -> SolveResult:
+def _solve(
+    g: CapabilityGraph, req: ContractRequest, residual: dict[str, float] | None = None, **kw: object
+) -> SolveResult:
     res = solve(req, g, residual or {}, consumer_zone="a1", now=0.0, **kw)  # type: ignore[arg-type]
     assert res.allocation is None
     return res
@@ -46,7 +47,7 @@ def test_price_binds_offer_raises_price_only() -> None:
     res = _solve(g, req)
     best = _binding(res)
     assert best["max_cost_per_1k"] == 2.5  # 50 @ 1.0 + 50 @ 4.0
-    assert best["sla.rps"] == pytest.approx(66.666, abs=1e-3)  # 50 @ 1 + 16.67 @ 4 averages 2.0
+    assert best["sla.rps"] == 75  # 50 @ 1.0 + 25 @ 4.0 averages exactly the bid
     assert "sla.p99_latency_ms" not in best
     offer = res.counter_offer
     assert offer is not None
@@ -110,19 +111,20 @@ def test_constraints_and_policies_that_exclude_useful_providers_are_named() -> N
         provider("us", "b1", rps=100, labels={"compliance": "gdpr"}),
         provider("excluded", "a1", rps=100, labels={"compliance": "gdpr"}),
     )
-    req = request(50, 40, required_labels={"compliance": "gdpr"}, excluded_providers=["excluded"])
+    req = request(
+        50, 40, regions=["eu"], required_labels={"compliance": "gdpr"}, excluded_providers=["excluded"]
+    )
 
     def policy(p: Provider) -> str | None:
         return "eu-only-a1" if p.zone == "a2" else None
 
     best = _binding(_solve(g, req, allowed=policy))
-    # "us" is too far away to help, so no region or latency constraint is blamed for it.
+    # "us" is too far away to help, so the region constraint is not blamed for dropping it.
     assert set(best) == {
         "constraints.required_labels",
         "policy:eu-only-a1",
         "constraints.excluded_providers",
         "sla.rps",
-        "sla.p99_latency_ms",
     }
     assert best["sla.rps"] == 10
 

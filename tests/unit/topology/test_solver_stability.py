@@ -20,8 +20,12 @@ def _mesh() -> CapabilityGraph:
     )
 
 
-def _alloc(g: CapabilityGraph, residual: dict[str, float] | None = None, current: Allocation | None = None,
-           **req: object) -> Allocation:
+def _alloc(
+    g: CapabilityGraph,
+    residual: dict[str, float] | None = None,
+    current: Allocation | None = None,
+    **req: object,
+) -> Allocation:
     res = solve(request(100, 40, **req), g, residual or {}, consumer_zone="a1", now=0.0, current=current)  # type: ignore[arg-type]
     assert res.allocation is not None, res.reasons()
     return res.allocation

@@ -43,10 +43,13 @@ def test_latency_follows_link_changes() -> None:
 def test_provider_churn_keeps_latency_cache() -> None:
     g = graph(ZONES, LINKS)
     assert g.zone_latency("a1", "b1") == 82
-    row = g._rows["a1"]
+    row = g.latency_row("a1")
     g.set_provider(provider("p1", "b1"))
     g.remove_provider("p1")
-    assert g._rows["a1"] is row  # only zone/link changes invalidate paths
+    g.set_consumer("checkout", "a2")
+    assert g.latency_row("a1") is row  # only zone/link changes invalidate paths
+    g.set_zone(Zone(name="c1", region="us"))
+    assert g.latency_row("a1") is not row
 
 
 def test_provider_in_unknown_zone_is_rejected() -> None:
@@ -154,7 +157,11 @@ def test_node_link_is_json_with_every_kind_of_node() -> None:
         "provider:p1": "provider",
         "consumer:checkout": "consumer",
     }
-    link = next(e for e in data["links"] if e["kind"] == "link" and {e["source"], e["target"]} == {"zone:a1", "zone:a2"})
+    link = next(
+        e
+        for e in data["links"]
+        if e["kind"] == "link" and {e["source"], e["target"]} == {"zone:a1", "zone:a2"}
+    )
     assert link["latency_ms"] == 2.0
     p1 = next(n for n in data["nodes"] if n["id"] == "provider:p1")
     assert p1["labels"] == {"compliance": ["gdpr"]} and p1["capacity_rps"] == 100

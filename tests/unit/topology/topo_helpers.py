@@ -8,9 +8,18 @@ from meshctl.model import Constraints, ContractRequest, Endpoint, Link, Provider
 from meshctl.topology import CapabilityGraph
 
 
-def provider(pid: str, zone: str, *, cap: str = "infer", rps: float = 100, p99: float = 10,
-             price: float = 1.0, labels: dict[str, Any] | None = None, expires_at: float | None = None,
-             capabilities: list[str] | None = None) -> Provider:
+def provider(
+    pid: str,
+    zone: str,
+    *,
+    cap: str = "infer",
+    rps: float = 100,
+    p99: float = 10,
+    price: float = 1.0,
+    labels: dict[str, Any] | None = None,
+    expires_at: float | None = None,
+    capabilities: list[str] | None = None,
+) -> Provider:
     return Provider(
         id=pid,
         capabilities=capabilities or [cap],
@@ -24,8 +33,15 @@ def provider(pid: str, zone: str, *, cap: str = "infer", rps: float = 100, p99: 
     )
 
 
-def request(rps: float = 100, p99: float = 50, *, cap: str = "infer", availability: float | None = None,
-            bid: float | None = None, **constraints: Any) -> ContractRequest:
+def request(
+    rps: float = 100,
+    p99: float = 50,
+    *,
+    cap: str = "infer",
+    availability: float | None = None,
+    bid: float | None = None,
+    **constraints: Any,
+) -> ContractRequest:
     return ContractRequest(
         consumer="checkout",
         capability=cap,
@@ -35,8 +51,9 @@ def request(rps: float = 100, p99: float = 50, *, cap: str = "infer", availabili
     )
 
 
-def graph(zones: dict[str, str], links: dict[tuple[str, str], float], *providers: Provider,
-          intra: float = 0.5) -> CapabilityGraph:
+def graph(
+    zones: dict[str, str], links: dict[tuple[str, str], float], *providers: Provider, intra: float = 0.5
+) -> CapabilityGraph:
     """zones: name -> region; links: (a, b) -> ms."""
     g = CapabilityGraph(intra_zone_latency_ms=intra)
     for name, region in zones.items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import subprocess
 import threading
@@ -20,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import contract, provider, share
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
@@ -30,20 +28,12 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from translate_scenarios import contract, envoy_binary, provider, share
 
 from meshctl.model import Contract, Provider
 from meshctl.translate import NodeView, translate_node
 
 pytestmark = pytest.mark.integration
-
-DEFAULT_ENVOY = Path(__file__).resolve().parents[3] / ".tools/envoy/envoy/_bin/envoy"
-
-
-def envoy_binary() -> str:
-    path = os.environ.get("MESHCTL_ENVOY") or str(DEFAULT_ENVOY)
-    if not Path(path).is_file():
-        pytest.fail(f"Envoy binary not found at {path}: set MESHCTL_ENVOY to an Envoy 1.40 binary")
-    return path
 
 
 def free_port() -> int:
@@ -58,6 +48,8 @@ class _Backend(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        if self.path.startswith("/sleep/"):
+            time.sleep(int(self.path.rsplit("/", 1)[-1]) / 1000)
         body = json.dumps(
             {"backend": self.server.name, "contract": self.headers.get("x-mesh-contract")}  # type: ignore[attr-defined]
         ).encode()
@@ -166,9 +158,11 @@ def run_envoy(tmp_path: Path) -> Iterator:
                 proc.wait()
 
 
-def _get(port: int, host: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    port: int, host: str, headers: dict[str, str] | None = None, path: str = "/"
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/", headers={"Host": host, **(headers or {})})
+    conn.request("GET", path, headers={"Host": host, **(headers or {})})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
@@ -249,7 +243,8 @@ def test_requests_beyond_the_contracted_rps_get_429(backends: dict[str, int], ru
 def test_a_dead_primary_fails_over_to_the_priority_one_provider(backends: dict[str, int], run_envoy) -> None:
     port = free_port()
     providers = _providers(backends)
-    # Nobody listens on the primary's port: connect failures eject it, then priority 1 takes over.
+    # Nobody listens on the primary's port. The last retry of the very first request already
+    # goes to priority 1, and once outlier detection ejects the primary every first try does.
     providers["p-dead"] = provider("p-dead", "z-x", "r", [("127.0.0.1", free_port())], capabilities=("cap",))
     c = contract(
         "ct-fo",
@@ -260,5 +255,18 @@ def test_a_dead_primary_fails_over_to_the_priority_one_provider(backends: dict[s
     )
     run_envoy(translate_node(NodeView("n", "frontend", listener_port=port), [c], providers))
     replies = [_get(port, "cap") for _ in range(10)]
-    assert all(status == 200 for status, _, _ in replies[2:]), [r[0] for r in replies]
-    assert {json.loads(body)["backend"] for _, _, body in replies[2:]} == {"b"}
+    assert [status for status, _, _ in replies] == [200] * 10
+    assert {json.loads(body)["backend"] for _, _, body in replies} == {"b"}
+
+
+def test_a_provider_slower_than_the_sla_deadline_gets_cut_off(backends: dict[str, int], run_envoy) -> None:
+    port = free_port()
+    # p99 25 ms: 50 ms per try, 100 ms for the whole request.
+    c = contract("ct-slow", capability="cap", p99=25, rps=1000, shares=[share("p-a", "z-a", 1000, 100, 5)])
+    run_envoy(translate_node(NodeView("n", "frontend", listener_port=port), [c], _providers(backends)))
+    assert _get(port, "cap", path="/sleep/10")[0] == 200
+    started = time.monotonic()
+    status, _, body = _get(port, "cap", path="/sleep/400")
+    elapsed = time.monotonic() - started
+    assert status == 504, body
+    assert elapsed < 0.35, elapsed

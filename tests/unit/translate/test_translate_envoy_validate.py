@@ -9,12 +9,10 @@ where Envoy also checks that each cluster it names exists.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import contract, mesh_providers, share, weighted_contract
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
@@ -27,6 +25,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from translate_scenarios import contract, envoy_binary, mesh_providers, share, weighted_contract
 
 from meshctl.model import Contract, ContractState
 from meshctl.translate import NodeView, translate_node
@@ -42,15 +41,6 @@ from meshctl.translate.builders import (
 )
 
 pytestmark = pytest.mark.integration
-
-DEFAULT_ENVOY = Path(__file__).resolve().parents[3] / ".tools/envoy/envoy/_bin/envoy"
-
-
-def envoy_binary() -> str:
-    path = os.environ.get("MESHCTL_ENVOY") or str(DEFAULT_ENVOY)
-    if not Path(path).is_file():
-        pytest.fail(f"Envoy binary not found at {path}: set MESHCTL_ENVOY to an Envoy 1.40 binary")
-    return path
 
 
 def _inline_listener(

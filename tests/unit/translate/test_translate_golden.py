@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import contract, mesh_providers, share, weighted_contract
+from translate_scenarios import contract, mesh_providers, share, weighted_contract
 
 from meshctl.model import Contract, ContractState, Provider
 from meshctl.translate import NodeView, check_consistent, to_json, translate_node

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from conftest import mesh_providers, weighted_contract
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from google.protobuf.message import Message
+from translate_scenarios import mesh_providers, weighted_contract
 
 from meshctl.model import Contract, ContractState
 from meshctl.translate import NodeView, sizing, translate_node
@@ -195,3 +196,17 @@ def test_outlier_detection_ejects_on_consecutive_5xx() -> None:
     assert od.max_ejection_percent.value == 100
     assert cluster.lb_policy == cluster_pb2.Cluster.ROUND_ROBIN
     assert cluster.type == cluster_pb2.Cluster.EDS
+
+
+def test_retries_move_to_the_failover_priority_only_when_there_is_one(make_contract, make_share) -> None:
+    with_failover = _routes(
+        translate_node(FRONTEND, [weighted_contract()], mesh_providers()), "graph-analysis"
+    )
+    policy = with_failover[0].route.retry_policy
+    assert policy.retry_priority.name == "envoy.retry_priorities.previous_priorities"
+    cfg = previous_priorities_config_pb2.PreviousPrioritiesConfig()
+    assert policy.retry_priority.typed_config.Unpack(cfg)
+    assert cfg.update_frequency == 2  # two tries at the primary, the last retry at priority 1
+    plain = make_contract("ct-p", shares=[make_share("p-a", "eu-west-1a", 10, 100, 5)])
+    route = _routes(translate_node(FRONTEND, [plain], mesh_providers()), "graph-analysis")[0]
+    assert not route.route.retry_policy.HasField("retry_priority")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import contract, mesh_providers, share, weighted_contract
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -12,6 +11,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2, struct_pb2, symbol_database
 from google.protobuf.message import Message
+from translate_scenarios import contract, mesh_providers, share, weighted_contract
 
 from meshctl.errors import InconsistentSnapshot
 from meshctl.model import ContractState

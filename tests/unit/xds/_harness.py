@@ -141,7 +141,9 @@ class AdsClient:
         if self.delta:
             await self.delta_request(resp.type_url, nonce=resp.nonce)
         else:
-            await self.request(resp.type_url, names if names is not None else (), version=resp.version_info, nonce=resp.nonce)
+            await self.request(
+                resp.type_url, names if names is not None else (), version=resp.version_info, nonce=resp.nonce
+            )
 
     async def nack(self, resp: Any, error: str, *, version: str = "", names: Iterable[str] = ()) -> None:
         if self.delta:
@@ -176,7 +178,9 @@ class AdsClient:
         try:
             return await asyncio.wait_for(self.responses.get(), timeout)
         except TimeoutError:
-            raise AssertionError(f"{self.node_id}: no response within {timeout}s (status {self.code})") from None
+            raise AssertionError(
+                f"{self.node_id}: no response within {timeout}s (status {self.code})"
+            ) from None
 
     async def expect_none(self, within: float = 0.3) -> None:
         await asyncio.sleep(within)
@@ -202,7 +206,9 @@ class Harness:
     channel: grpc.aio.Channel
     clients: list[AdsClient] = field(default_factory=list)
 
-    def client(self, node_id: str, *, delta: bool = False, channel: grpc.aio.Channel | None = None) -> AdsClient:
+    def client(
+        self, node_id: str, *, delta: bool = False, channel: grpc.aio.Channel | None = None
+    ) -> AdsClient:
         c = AdsClient(channel or self.channel, node_id, delta=delta)
         self.clients.append(c)
         return c

@@ -65,11 +65,15 @@ def listener(name: str, route_name: str, *, port: int = 15001) -> listener_pb2.L
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=name,
         rds=hcm_pb2.Rds(route_config_name=route_name, config_source=_ads()),
-        http_filters=[hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))],
+        http_filters=[
+            hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))
+        ],
     )
     return listener_pb2.Listener(
         name=name,
-        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=port)),
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=port)
+        ),
         filter_chains=[
             listener_components_pb2.FilterChain(
                 filters=[
@@ -84,13 +88,17 @@ def listener(name: str, route_name: str, *, port: int = 15001) -> listener_pb2.L
 
 def api_listener(name: str, route_name: str) -> listener_pb2.Listener:
     """What gRPC proxyless clients fetch: an api_listener with an RDS HttpConnectionManager."""
-    manager = hcm_pb2.HttpConnectionManager(rds=hcm_pb2.Rds(route_config_name=route_name, config_source=_ads()))
+    manager = hcm_pb2.HttpConnectionManager(
+        rds=hcm_pb2.Rds(route_config_name=route_name, config_source=_ads())
+    )
     lst = listener_pb2.Listener(name=name)
     lst.api_listener.api_listener.CopyFrom(_pack(manager))
     return lst
 
 
-def route(name: str, clusters: Mapping[str, int] | Sequence[str], *, domain: str = "*") -> route_pb2.RouteConfiguration:
+def route(
+    name: str, clusters: Mapping[str, int] | Sequence[str], *, domain: str = "*"
+) -> route_pb2.RouteConfiguration:
     """One virtual host, one catch-all route: a single cluster, or weighted clusters."""
     weights = dict(clusters) if isinstance(clusters, Mapping) else {c: 1 for c in clusters}
     action = route_components_pb2.RouteAction()
