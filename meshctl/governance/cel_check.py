@@ -239,7 +239,7 @@ def _label_key(labels_dot: lark.Tree, parents: dict[int, lark.Tree]) -> str | No
         and isinstance(up.children[0], lark.Tree)
         and up.children[0].data == "relation_in"
     ):
-        return "tier"
+        return _string_literal(up.children[0].children[0])
     return None
 
 

@@ -85,17 +85,21 @@ class CapabilityGraph:
         self._changed(network=True)
 
     def remove_zone(self, name: str) -> bool:
-        """Remove a zone and its links. Refuses (Conflict) while providers or consumers live in it."""
+        """Remove a zone, its links and the consumers located in it (their proxies will report a
+        zone again when they reconnect). Refuses (Conflict) while providers live in it: they hold
+        capacity that contracts depend on, so they must leave first."""
         if name not in self._zones:
             return False
         tenants = sorted(p.id for p in self._providers.values() if p.zone == name)
-        tenants += sorted(f"consumer {s}" for s, z in self._consumers.items() if z == name)
         if tenants:
             raise Conflict(
                 f"zone {name} still hosts {', '.join(tenants[:5])}" + (" ..." if len(tenants) > 5 else ""),
                 field="zone",
-                details={"zone": name, "tenants": tenants},
+                details={"zone": name, "providers": tenants},
             )
+        for service in [s for s, z in self._consumers.items() if z == name]:
+            del self._consumers[service]
+            self._g.remove_node(_cid(service))
         for key in [k for k in self._links if name in k]:
             del self._links[key]
         del self._zones[name]

@@ -20,7 +20,7 @@ from meshctl.topology.graph import CapabilityGraph
 from meshctl.topology.offer import counter_offer
 
 
-@dataclass
+@dataclass(slots=True)
 class CandidateVerdict:
     provider_id: str
     zone: str

@@ -109,12 +109,14 @@ def capability_virtual_host(
     *,
     proxyless: bool,
 ) -> route_components_pb2.VirtualHost:
-    """Header routes for every contract (oldest first), then the oldest contract as the default.
+    """Header routes for the newer contracts, then the oldest contract as the header-less default.
 
-    Envoy takes the first matching route, so the header-less default must come last.
+    Envoy takes the first matching route, so the default must come last. The oldest contract has
+    no header route of its own: requests naming it fall through to the default, so each contract
+    has exactly one route and therefore one rate-limit bucket (two routes would allow 2 x rps).
     """
     ordered = sorted(contracts, key=lambda cw: (cw[0].created_at, cw[0].id))
-    routes = [contract_route(c, w, default=False, proxyless=proxyless) for c, w in ordered]
+    routes = [contract_route(c, w, default=False, proxyless=proxyless) for c, w in ordered[1:]]
     if ordered:
         oldest, weights = ordered[0]
         routes.append(contract_route(oldest, weights, default=True, proxyless=proxyless))

@@ -132,13 +132,16 @@ def test_version_bumps_on_every_change_only() -> None:
     assert not bumped()
 
 
-def test_zone_with_tenants_cannot_be_removed() -> None:
+def test_zone_with_providers_cannot_be_removed_consumers_are_detached() -> None:
     g = graph(ZONES, LINKS, provider("p1", "b1"))
+    g.set_consumer("checkout", "b1")
     with pytest.raises(Conflict) as exc:
         g.remove_zone("b1")
     assert "p1" in exc.value.message
+    assert g.zone("b1") is not None and g.consumer_zone("checkout") == "b1"  # refused: nothing changed
     g.remove_provider("p1")
     assert g.remove_zone("b1")
+    assert g.consumer_zone("checkout") is None
     assert g.zone("b1") is None
     assert all("b1" not in (ln.a, ln.b) for ln in g.links())
     assert g.zone_latency("a1", "b1") is None
