@@ -393,8 +393,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["c_ratio"] = res["c_sotw"] / res["c_delta"]
     res["runtime_s"] = time.monotonic() - started
 
-    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True).stdout
-    found = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    out = await asyncio.to_thread(
+        subprocess.run, [envoy_binary(), "--version"], capture_output=True, text=True, check=False
+    )
+    found = re.search(r"/(\d+\.\d+\.\d+)/", out.stdout)
     print()
     print(
         f"meshctl xDS bench — Envoy {found.group(1) if found else '?'}, Python {platform.python_version()},"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -98,9 +99,16 @@ class ControlPlane:
     async def start(
         self, xds_host: str = "127.0.0.1", xds_port: int = 18000, *, serve_xds: bool = True
     ) -> None:
+        # Subscribe before loading: a change another replica stores during load() is then replayed
+        # (appliers are idempotent) instead of lost.
+        feed = self.store.follow()
         await self.load()
         if self.topology is not None:
             await self.apply_topology(self.topology)
+        # A full collection over a large graph takes 50-90 ms and would land inside random
+        # negotiations; what is loaded now lives as long as the process, so take it out of GC.
+        gc.collect()
+        gc.freeze()
         if serve_xds:
             self.xds_port = await self.xds.start(xds_host, xds_port)
         self._tasks.append(asyncio.create_task(self._keeper(), name="meshctl-keeper"))

@@ -7,11 +7,13 @@ as ``harness``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from harness import EnvoyProcess, GrpcUpstream, UpstreamServer, envoy_binary
+
+if TYPE_CHECKING:
+    from harness.xds import RunningXds
 
 
 @pytest.fixture(scope="session")
@@ -64,25 +66,11 @@ def envoys(envoy_bin: str) -> Iterator[Callable[..., EnvoyProcess]]:
         proc.stop()
 
 
-@dataclass
-class RunningXds:
-    """An XdsServer listening on 127.0.0.1:port with its own cache and status registry."""
-
-    server: Any
-    cache: Any
-    status: Any
-    port: int
-
-
 @pytest.fixture
 async def xds_server() -> AsyncIterator[RunningXds]:
-    from meshctl.xds import ProxyStatusRegistry, SnapshotCache, XdsServer
+    """meshctl's XdsServer on a free port with a fresh SnapshotCache and ProxyStatusRegistry."""
+    # Imported here so that a broken meshctl.xds fails the xDS tests, not the whole collection.
+    from harness.xds import running_xds
 
-    cache = SnapshotCache()
-    status = ProxyStatusRegistry()
-    server = XdsServer(cache, status, None)
-    port = await server.start("127.0.0.1", 0)
-    try:
-        yield RunningXds(server=server, cache=cache, status=status, port=port)
-    finally:
-        await server.stop()
+    async with running_xds() as running:
+        yield running

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,9 +36,7 @@ def envoy_binary() -> str:
         return env
     if DEFAULT_ENVOY.is_file() and os.access(DEFAULT_ENVOY, os.X_OK):
         return str(DEFAULT_ENVOY)
-    raise RuntimeError(
-        f"Envoy binary not found: set MESHCTL_ENVOY or install Envoy 1.40 at {DEFAULT_ENVOY}"
-    )
+    raise RuntimeError(f"Envoy binary not found: set MESHCTL_ENVOY or install Envoy 1.40 at {DEFAULT_ENVOY}")
 
 
 class EnvoyProcess:
@@ -103,7 +100,7 @@ class EnvoyProcess:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"meshctl-{self.name}-"))
         cfg = self.workdir / "bootstrap.yaml"
         cfg.write_text(yaml.safe_dump(self.bootstrap, sort_keys=False))
-        self._log_file = open(self.workdir / "envoy.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.workdir / "envoy.log", "wb")
         args = [
             self.binary,
             "-c", str(cfg),
@@ -235,7 +232,10 @@ class EnvoyProcess:
         return self.stats().get(name, 0)
 
     async def wait_for(
-        self, predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, what: str = "condition"
+        self,
+        predicate: Callable[[], T | Awaitable[T | None] | None],
+        timeout: float = 10.0,
+        what: str = "condition",
     ) -> T:
         """Poll without blocking the loop; on timeout the message carries this Envoy's log."""
         return await wait_for(
@@ -253,13 +253,3 @@ class EnvoyProcess:
             details=self.logs,
         )
 
-
-def wait_pid_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False

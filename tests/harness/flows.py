@@ -12,6 +12,7 @@ from .envoy import EnvoyProcess
 from .net import HttpResponse, ahttp_request, wait_for
 from .resources import http_resources
 from .upstream import UpstreamServer
+from .xds import RunningXds
 
 
 def acked(
@@ -42,11 +43,17 @@ async def wait_acked(
         return describe_status(status, node_id) + ("\n" + envoy.logs() if envoy else "")
 
     await wait_for(
-        lambda: acked(status, node_id, snapshot, types), timeout, f"{node_id} to ACK {snapshot}", 0.01, details
+        lambda: acked(status, node_id, snapshot, types),
+        timeout,
+        f"{node_id} to ACK {snapshot}",
+        0.01,
+        details,
     )
 
 
-async def wait_routed_to(envoy: EnvoyProcess, upstream: str, timeout: float = 15.0, **kw: Any) -> HttpResponse:
+async def wait_routed_to(
+    envoy: EnvoyProcess, upstream: str, timeout: float = 15.0, **kw: Any
+) -> HttpResponse:
     """Poll through Envoy's listener until three answers in a row come from `upstream`."""
     streak: list[str] = []
 
@@ -60,7 +67,10 @@ async def wait_routed_to(envoy: EnvoyProcess, upstream: str, timeout: float = 15
 
 
 async def routing_flow(
-    xds: Any, make_envoy: Callable[..., EnvoyProcess], make_upstream: Callable[..., UpstreamServer], ads: str
+    xds: RunningXds,
+    make_envoy: Callable[..., EnvoyProcess],
+    make_upstream: Callable[..., UpstreamServer],
+    ads: str,
 ) -> None:
     """Envoy ACKs listener/route/EDS cluster/endpoints, real HTTP reaches the upstream, and each
     new snapshot (route change, endpoint move, cluster removal) moves traffic."""
@@ -80,6 +90,7 @@ async def routing_flow(
 
     # Route change only: traffic moves, and the clusters Envoy holds are not re-sent.
     proxy = xds.status.get(node)
+    assert proxy is not None
     cds_sent = proxy.types[r.CLUSTER].responses_sent
     s2 = Snapshot.build(http_resources(port, {"svc-a": [a.port], "svc-b": [b.port]}, route_to="svc-b"))
     xds.cache.set_snapshot(node, s2)
@@ -108,7 +119,10 @@ async def routing_flow(
 
 
 async def removal_status_flow(
-    xds: Any, make_envoy: Callable[..., EnvoyProcess], make_upstream: Callable[..., UpstreamServer], ads: str
+    xds: RunningXds,
+    make_envoy: Callable[..., EnvoyProcess],
+    make_upstream: Callable[..., UpstreamServer],
+    ads: str,
 ) -> None:
     """After a cluster (and its endpoints) leave the snapshot, proxy status shows the proxy on
     the new snapshot for every type, as an operator waiting for "acked" would expect."""

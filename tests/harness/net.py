@@ -66,7 +66,7 @@ def wait_for_sync(
 
 
 async def wait_for(
-    predicate: Callable[[], T | Awaitable[T]],
+    predicate: Callable[[], T | Awaitable[T | None] | None],
     timeout: float = 10.0,
     what: str = "condition",
     interval: float = 0.02,

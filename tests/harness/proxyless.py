@@ -35,7 +35,7 @@ class ProxylessClient:
         boot = self._dir / "bootstrap.json"
         boot.write_text(json.dumps(self.bootstrap))
         env = dict(os.environ, GRPC_XDS_BOOTSTRAP=str(boot), PYTHONUNBUFFERED="1")
-        self._stderr = open(self._dir / "stderr.log", "w")  # noqa: SIM115 - closed in stop()
+        self._stderr = open(self._dir / "stderr.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(_SCRIPT), self.target, str(self.interval_s)],
             stdout=subprocess.PIPE,

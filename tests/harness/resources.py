@@ -6,7 +6,7 @@ not the translator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.route.v3 import route_components_pb2
@@ -21,7 +21,7 @@ ROUTE = "outbound-routes"
 
 def http_resources(
     listener_port: int,
-    backends: dict[str, Sequence[int]],
+    backends: Mapping[str, Sequence[int]],
     *,
     route_to: str | None = None,
     domains: Sequence[str] = ("*",),
@@ -66,9 +66,7 @@ def grpc_resources(target: str, cluster: str, ports: Sequence[int]) -> list[Mess
     route_name = f"{target}-routes"
     return [
         b.api_listener(target, route_name),
-        b.route_configuration(
-            route_name, [b.virtual_host(target, [target], [b.simple_route("", cluster)])]
-        ),
+        b.route_configuration(route_name, [b.virtual_host(target, [target], [b.simple_route("", cluster)])]),
         b.eds_cluster(cluster, outlier=False, http2=True),
         b.load_assignment(cluster, [b.LbEndpointSpec("127.0.0.1", p, zone="zone-a") for p in ports]),
     ]

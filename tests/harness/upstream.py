@@ -74,7 +74,9 @@ class UpstreamServer:
         server.owner = self
         self._server = server
         self.port = int(server.server_address[1])
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"upstream-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name=f"upstream-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 

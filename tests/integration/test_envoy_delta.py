@@ -7,17 +7,18 @@ from collections.abc import Callable
 import pytest
 from harness import EnvoyProcess, UpstreamServer
 from harness.flows import removal_status_flow, routing_flow
+from harness.xds import RunningXds
 
 pytestmark = pytest.mark.integration
 
 
 async def test_delta_envoy_routes_and_follows_changes(
-    xds_server, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
+    xds_server: RunningXds, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
 ) -> None:
     await routing_flow(xds_server, envoys, upstreams, "delta")
 
 
 async def test_status_in_sync_after_cluster_removal(
-    xds_server, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
+    xds_server: RunningXds, envoys: Callable[..., EnvoyProcess], upstreams: Callable[..., UpstreamServer]
 ) -> None:
     await removal_status_flow(xds_server, envoys, upstreams, "delta")

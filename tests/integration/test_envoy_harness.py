@@ -20,7 +20,6 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie still answers kill(0); it is gone for our purposes once reaped (Popen.wait did that).
     return True
 
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 from google.protobuf.message import Message
-from harness import EnvoyProcess, UpstreamServer, ahttp_request
+from harness import EnvoyProcess, UpstreamServer, ahttp_request, wait_for
 from harness.flows import describe_status, wait_acked, wait_routed_to
-from harness.resources import ROUTE, bad_ring_hash_cluster, bad_regex_route, http_resources
+from harness.resources import ROUTE, bad_regex_route, bad_ring_hash_cluster, http_resources
+from harness.xds import RunningXds
 
 from meshctl.xds import Snapshot
 from meshctl.xds import resources as r
@@ -43,7 +44,7 @@ CASES = {
 async def test_nack_recorded_not_resent_and_last_good_config_kept(
     kind: str,
     ads: str,
-    xds_server,
+    xds_server: RunningXds,
     envoys: Callable[..., EnvoyProcess],
     upstreams: Callable[..., UpstreamServer],
 ) -> None:
@@ -63,10 +64,15 @@ async def test_nack_recorded_not_resent_and_last_good_config_kept(
     bad = Snapshot.build(build_bad(envoy.listener_port, backends))
     xds_server.cache.set_snapshot(node, bad)
     proxy = status.get(node)
-    await envoy.wait_for(
-        lambda: proxy.types[bad_type].last_nack is not None, 15, f"a NACK ({describe_status(status, node)})"
+    assert proxy is not None
+    await wait_for(
+        lambda: proxy.types[bad_type].last_nack is not None,
+        15,
+        "a NACK",
+        details=lambda: describe_status(status, node) + "\n" + envoy.logs(),
     )
     nack = proxy.types[bad_type].last_nack
+    assert nack is not None
     assert envoy_error in nack.error, nack.error
     assert nack.version == bad.version(bad_type)
     assert proxy.types[bad_type].version_acked == good.version(bad_type)

@@ -9,6 +9,7 @@ from harness import GrpcUpstream, wait_for
 from harness.flows import describe_status, wait_acked
 from harness.proxyless import ProxylessClient
 from harness.resources import grpc_resources
+from harness.xds import RunningXds
 
 from meshctl.bootstrap import grpc_xds_bootstrap
 from meshctl.xds import Snapshot
@@ -19,7 +20,9 @@ TARGET = "who"
 CLUSTER = "who-backend"
 
 
-async def test_proxyless_grpc_client_follows_endpoints(xds_server, grpc_upstreams: Callable[..., GrpcUpstream]) -> None:
+async def test_proxyless_grpc_client_follows_endpoints(
+    xds_server: RunningXds, grpc_upstreams: Callable[..., GrpcUpstream]
+) -> None:
     g1, g2 = grpc_upstreams("g1"), grpc_upstreams("g2")
     node = "grpc-client-1"
     first = Snapshot.build(grpc_resources(TARGET, CLUSTER, [g1.port]))

@@ -6,6 +6,7 @@ import grpc
 import pytest
 from harness import wait_for
 from harness.ads_client import AdsClient
+from harness.xds import RunningXds
 
 from meshctl.translate import builders as b
 from meshctl.xds import Snapshot
@@ -18,7 +19,7 @@ PER_CHANNEL = 25
 
 
 def _clusters(tag: int) -> Snapshot:
-    # Two STATIC-less EDS clusters with endpoints: small, consistent, and different per tag.
+    # One EDS cluster and its endpoints: small, consistent, and different per tag.
     return Snapshot.build(
         [
             b.eds_cluster(f"svc-{tag}", outlier=False),
@@ -27,7 +28,7 @@ def _clusters(tag: int) -> Snapshot:
     )
 
 
-async def test_200_streams_all_ack_one_change(xds_server) -> None:
+async def test_200_streams_all_ack_one_change(xds_server: RunningXds) -> None:
     cache, status = xds_server.cache, xds_server.status
     nodes = [f"many-{i:03d}" for i in range(STREAMS)]
     first, second = _clusters(1), _clusters(2)
