@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from harness import EnvoyProcess, GrpcUpstream, UpstreamServer, envoy_binary
+from harness import EnvoyProcess, GrpcUpstream, RedisServer, UpstreamServer, envoy_binary
 
 if TYPE_CHECKING:
     from harness.xds import RunningXds
@@ -64,6 +64,13 @@ def envoys(envoy_bin: str) -> Iterator[Callable[..., EnvoyProcess]]:
     yield make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server (AOF on, fsync always) on a free port; its data dir is deleted after."""
+    with RedisServer(appendonly=True, fsync="always") as server:
+        yield server
 
 
 @pytest.fixture

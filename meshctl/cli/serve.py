@@ -20,6 +20,7 @@ from meshctl.errors import MeshError
 from meshctl.governance.policy import PolicySet
 from meshctl.store.base import Store
 from meshctl.topology.loader import load_topology
+from meshctl.tracing import setup_tracing, shutdown_tracing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICIES = REPO_ROOT / "policies"
@@ -34,15 +35,15 @@ def split_hostport(value: str, field: str) -> tuple[str, int]:
         raise typer.BadParameter(f"{field} must be HOST:PORT, got {value!r}") from None
 
 
-async def open_store(url: str, origin: str) -> Store:
+async def open_store(url: str, origin: str, history_limit: int = 10_000) -> Store:
     if url == "memory":
         from meshctl.store.memory import MemoryStore
 
-        return MemoryStore(origin=origin)
+        return MemoryStore(origin=origin, history_limit=history_limit)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from meshctl.store.redis import RedisStore
 
-        return await RedisStore.connect(url, origin=origin)
+        return await RedisStore.connect(url, origin=origin, history_limit=history_limit)
     raise typer.BadParameter(f"--store must be 'memory' or a redis:// URL, got {url!r}")
 
 
@@ -55,6 +56,7 @@ async def run_server(
     policies: str | None,
     tokens_file: str | None,
     origin: str | None = None,
+    history_limit: int = 10_000,
 ) -> None:
     api_host, api_port = split_hostport(api, "--api")
     xds_host, xds_port = split_hostport(xds, "--xds")
@@ -70,7 +72,7 @@ async def run_server(
         err.print(f"[yellow]no tokens configured[/]: operator token for this run: [bold]{token}[/]")
         err.print(f"  export MESHCTL_TOKEN={token}")
     plane_origin = origin or f"{api_host}:{api_port}"
-    store = await open_store(store_url, plane_origin)
+    store = await open_store(store_url, plane_origin, history_limit)
     plane = ControlPlane(
         store, policies=policy_set, policies_dir=policy_dir, topology=tf, origin=plane_origin
     )
@@ -101,13 +103,18 @@ def serve(
     ] = None,
     tokens: Annotated[str | None, typer.Option(help="tokens YAML; also MESHCTL_TOKENS")] = None,
     origin: Annotated[str | None, typer.Option(help="replica name (default: the API address)")] = None,
+    history_limit: Annotated[
+        int, typer.Option("--history-limit", min=1, help="topology history versions kept (oldest dropped)")
+    ] = 10_000,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the control plane: REST API, xDS server and lifecycle keeper. SIGTERM stops it cleanly."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    tracer_provider = None
     try:
+        tracer_provider = setup_tracing("meshctl")
         asyncio.run(
             run_server(
                 store_url=store,
@@ -117,11 +124,14 @@ def serve(
                 policies=policies,
                 tokens_file=tokens,
                 origin=origin,
+                history_limit=history_limit,
             )
         )
     except MeshError as e:
         err.print(f"[red]error[/] {e.code}: {e.message}" + (f" ({e.field})" if e.field else ""))
         raise typer.Exit(2) from None
+    finally:
+        shutdown_tracing(tracer_provider)
 
 
 def bootstrap(

@@ -172,7 +172,7 @@ def _split_table(
             str(by_upstream.get(name, 0)),
             f"{100 * by_upstream.get(name, 0) / total:.1f}%",
         )
-    t.caption = "HTTP statuses: " + ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items()))
+    t.caption = "HTTP statuses: " + ", ".join(f"{s} x{n}" for s, n in sorted(statuses.items()))
     return t
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +30,8 @@ from meshctl.errors import TamperedAudit, ValidationFailed
 
 GENESIS_HASH = "0" * 64
 
+# The kinds the control plane writes. Others are accepted if they look like one (a new event type
+# should not fail the operation it records), but these are the ones reports know about.
 KINDS = frozenset(
     {
         "proposal", "admission", "counter_offer", "rejection", "approval", "approval_rejected",
@@ -38,6 +41,7 @@ KINDS = frozenset(
     }
 )
 
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SEALED = ("seq", "prev_hash", "hash")
 _CONTENT = ("at", "actor", "subject", "kind", "decision", "policies", "details")
 FIELDS = ("seq", *_CONTENT, "prev_hash", "hash")
@@ -80,7 +84,7 @@ def new_entry(
 def seal(entry: Mapping[str, Any], prev: Mapping[str, Any] | None) -> dict[str, Any]:
     """A new, sealed entry chained after `prev` (None for the first). `entry` is not modified.
 
-    Raises ValidationFailed for an unknown kind, a missing actor/subject, unknown fields or values
+    Raises ValidationFailed for a malformed kind, a missing actor/subject, unknown fields or values
     JSON cannot carry. The result has been through JSON once, so what a store writes and reads
     back hashes exactly as sealed.
     """
@@ -111,9 +115,11 @@ def _check_content(entry: Mapping[str, Any]) -> None:
     for name in ("actor", "subject"):
         if not isinstance(entry.get(name), str) or not entry[name]:
             raise ValidationFailed(f"audit entry needs a non-empty {name}", field=name)
-    if entry.get("kind") not in KINDS:
+    kind = entry.get("kind")
+    if not isinstance(kind, str) or not _KIND.match(kind):
         raise ValidationFailed(
-            f"unknown audit kind {entry.get('kind')!r} (one of {', '.join(sorted(KINDS))})", field="kind"
+            f"invalid audit kind {kind!r} (lower_snake_case, e.g. {', '.join(sorted(KINDS)[:4])}, ...)",
+            field="kind",
         )
     at = entry.get("at")
     if not isinstance(at, int | float) or isinstance(at, bool) or not math.isfinite(at):

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from meshctl.bootstrap import AdsMode, envoy_bootstrap
-from meshctl.local.net import HttpResponse, free_port, http_request, wait_for, wait_for_sync
+from meshctl.local.net import HttpResponse, ProcessExited, free_port, http_request, wait_for, wait_for_sync
 
 T = TypeVar("T")
 
@@ -129,7 +128,7 @@ class EnvoyProcess:
 
     def _check_alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}")
+            raise ProcessExited(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}")
         return True
 
     @property
@@ -232,7 +231,10 @@ class EnvoyProcess:
         return self.stats().get(name, 0)
 
     async def wait_for(
-        self, predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, what: str = "condition"
+        self,
+        predicate: Callable[[], T | Awaitable[T | None] | None],
+        timeout: float = 10.0,
+        what: str = "condition",
     ) -> T:
         """Poll without blocking the loop; on timeout the message carries this Envoy's log."""
         return await wait_for(
@@ -250,13 +252,3 @@ class EnvoyProcess:
             details=self.logs,
         )
 
-
-def wait_pid_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False

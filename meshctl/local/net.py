@@ -34,6 +34,10 @@ class WaitTimeout(AssertionError):
     """A condition a test waited for never held; an AssertionError so pytest shows it as a failure."""
 
 
+class ProcessExited(AssertionError):
+    """A process a test depends on died; raised from inside a wait to end it at once."""
+
+
 def wait_for_sync(
     predicate: Callable[[], T],
     timeout: float = 10.0,
@@ -49,6 +53,8 @@ def wait_for_sync(
             value = predicate()
             if value:
                 return value
+        except ProcessExited:
+            raise
         except Exception as exc:  # the thing we poll may not be up yet
             last_exc = exc
         if time.monotonic() >= deadline:
@@ -60,7 +66,7 @@ def wait_for_sync(
 
 
 async def wait_for(
-    predicate: Callable[[], T | Awaitable[T]],
+    predicate: Callable[[], T | Awaitable[T | None] | None],
     timeout: float = 10.0,
     what: str = "condition",
     interval: float = 0.02,
@@ -80,6 +86,8 @@ async def wait_for(
                 value = await value
             if value:
                 return value  # type: ignore[return-value]
+        except ProcessExited:
+            raise
         except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:

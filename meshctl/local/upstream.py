@@ -58,21 +58,18 @@ class UpstreamServer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.paths: Counter[str] = Counter()
+        self.port = 0
 
     def start(self) -> UpstreamServer:
         server = _Server(("127.0.0.1", self._requested_port), _Handler)
         server.owner = self
         self._server = server
+        self.port = int(server.server_address[1])
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"upstream-{self.name}", daemon=True
+            target=server.serve_forever, args=(0.05,), name=f"upstream-{self.name}", daemon=True
         )
         self._thread.start()
         return self
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "upstream not started"
-        return int(self._server.server_address[1])
 
     def _record(self, path: str) -> None:
         with self._lock:

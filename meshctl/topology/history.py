@@ -232,6 +232,7 @@ def provider_lifetimes(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
                     "zone": p.get("zone"),
                     "capabilities": p.get("capabilities", []),
                     "ttl_s": p.get("ttl_s"),
+                    "registered_at": p.get("registered_at"),
                     "first_seen": s["at"],
                     "first_version": s["version"],
                     "gone_at": None,

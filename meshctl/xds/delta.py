@@ -152,12 +152,16 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
         snap = self.snapshot
         if snap is None:
             return None
+        clusters_settled = True
         for t in r.ORDER:
             st = self.types[t]
             if not st.requested:
                 continue
+            if t not in r.CLUSTER_TYPES and not clusters_settled:
+                return None  # routes go only to a proxy whose clusters are warm (CDS/EDS ACKed)
             if st.in_flight:
-                return None  # later types wait until this one is answered
+                clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
+                continue
             target, version = self._target(snap, t)
             if version in st.nacked:
                 continue

@@ -30,6 +30,9 @@ ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 # Make-before-break push order: a route must never point at a cluster Envoy does not know yet.
 ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+# Listeners and routes wait until these are ACKed. Endpoints must NOT wait for the cluster ACK:
+# Envoy ACKs CDS only once new clusters have warmed, and warming needs their endpoints.
+CLUSTER_TYPES = frozenset((CLUSTER, ENDPOINT))
 KNOWN_TYPES = frozenset(ORDER)
 # Only these types have "wildcard" semantics (the server decides the set) in the xDS spec.
 WILDCARD_TYPES = frozenset((LISTENER, CLUSTER))

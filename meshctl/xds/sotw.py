@@ -3,8 +3,9 @@
 Per type the stream keeps what it last sent and what the client last ACKed. A response is only
 sent when the client has a request pending for that type (it answered our previous response), so
 at most one response per type is in flight and rapid snapshot changes collapse into one push of
-the newest snapshot. Types go out in CDS, EDS, LDS, RDS order, each waiting for the earlier ones
-to be answered, so a route never reaches a proxy before the clusters it names.
+the newest snapshot. Types go out in CDS, EDS, LDS, RDS order; listeners and routes wait until
+clusters and endpoints are ACKed, so a route never reaches a proxy before the clusters it names
+have warmed.
 """
 
 from __future__ import annotations
@@ -129,12 +130,16 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discove
         snap = self.snapshot
         if snap is None:
             return None
+        clusters_settled = True
         for t in r.ORDER:
             st = self.types[t]
             if not st.requested:
                 continue
+            if t not in r.CLUSTER_TYPES and not clusters_settled:
+                return None  # routes go only to a proxy whose clusters are warm (CDS/EDS ACKed)
             if not st.pending:
-                return None  # a response of this type is in flight; later types wait for it
+                clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
+                continue  # one response per type in flight; newer snapshots wait (coalesced)
             entries, version = self._target(snap, t)
             if version in st.nacked:
                 continue  # never resend a version the proxy rejected

@@ -1,15 +1,13 @@
-"""Real upstream servers the proxies route to: HTTP (threaded) and gRPC (generic handler)."""
+"""Real upstream servers the proxies route to: HTTP (meshctl.local.upstream) and gRPC (generic handler)."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections import Counter
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import grpc
+
+from meshctl.local.upstream import UpstreamServer
 
 # The one RPC the gRPC upstream serves: request bytes are ignored, the reply is the server's
 # name. Raw bytes on both sides so the client subprocess needs no generated code.
@@ -17,96 +15,7 @@ GRPC_SERVICE = "meshctl.test.Who"
 GRPC_METHOD = "Name"
 GRPC_PATH = f"/{GRPC_SERVICE}/{GRPC_METHOD}"
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Envoy's upstream pool expects
-    server: _Server
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
-        owner = self.server.owner
-        owner._record(self.path)
-        if self.path.startswith("/echo"):
-            body = json.dumps(
-                {"upstream": owner.name, "path": self.path, "method": self.command,
-                 "headers": {k.lower(): v for k, v in self.headers.items()}}
-            ).encode()  # fmt: skip
-            ctype = "application/json"
-        else:
-            body = owner.name.encode()
-            ctype = "text/plain"
-        self.send_response(owner.status)
-        self.send_header("content-type", ctype)
-        self.send_header("content-length", str(len(body)))
-        self.send_header("x-upstream", owner.name)
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: UpstreamServer
-
-
-class UpstreamServer:
-    """An HTTP/1.1 server on 127.0.0.1 answering `status` with its name in the body and in the
-    `x-upstream` header; `/echo` returns the request headers as JSON. Counts hits."""
-
-    def __init__(self, name: str, port: int = 0, status: int = 200) -> None:
-        self.name = name
-        self.status = status
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.paths: Counter[str] = Counter()
-        self.port = 0
-
-    def start(self) -> UpstreamServer:
-        server = _Server(("127.0.0.1", self._requested_port), _Handler)
-        server.owner = self
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name=f"upstream-{self.name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def _record(self, path: str) -> None:
-        with self._lock:
-            self.paths[path] += 1
-
-    @property
-    def hits(self) -> int:
-        with self._lock:
-            return sum(self.paths.values())
-
-    def reset(self) -> None:
-        with self._lock:
-            self.paths.clear()
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> UpstreamServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+__all__ = ["GRPC_PATH", "GrpcUpstream", "UpstreamServer"]
 
 
 class GrpcUpstream:

@@ -74,12 +74,12 @@ def _redis(port: int, *cmd: str) -> bytes:
         return s.recv(1024)
 
 
-def test_redis_aof_survives_a_crash() -> None:
-    with RedisServer(appendonly=True, fsync="always") as redis:
-        assert _redis(redis.port, "SET", "k", "v") == b"+OK\r\n"
-        assert redis.proc is not None
-        pid = redis.proc.pid
-        redis.crash()
-        assert not _pid_alive(pid)
-        redis.start()
-        assert _redis(redis.port, "GET", "k") == b"$1\r\nv\r\n"
+def test_redis_aof_survives_a_crash(redis_server: RedisServer) -> None:
+    redis = redis_server
+    assert _redis(redis.port, "SET", "k", "v") == b"+OK\r\n"
+    assert redis.proc is not None
+    pid = redis.proc.pid
+    redis.crash()
+    assert not _pid_alive(pid)
+    redis.start()
+    assert _redis(redis.port, "GET", "k") == b"$1\r\nv\r\n"

@@ -79,7 +79,8 @@ def test_seal_keeps_unicode_and_hashes_it_as_utf8() -> None:
 @pytest.mark.parametrize(
     ("entry", "field"),
     [
-        ({"actor": "a", "subject": "s", "kind": "party", "at": T0}, "kind"),
+        ({"actor": "a", "subject": "s", "kind": "Not A Kind!", "at": T0}, "kind"),
+        ({"actor": "a", "subject": "s", "kind": "", "at": T0}, "kind"),
         ({"actor": "", "subject": "s", "kind": "nack", "at": T0}, "actor"),
         ({"actor": "a", "kind": "nack", "at": T0}, "subject"),
         ({"actor": "a", "subject": "s", "kind": "nack", "at": T0, "colour": "red"}, "colour"),

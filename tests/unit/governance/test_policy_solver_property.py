@@ -45,19 +45,19 @@ provider_specs = st.lists(
     st.fixed_dictionaries({
         "zone": st.sampled_from(sorted(ZONES)),
         "labels": st.dictionaries(st.sampled_from(["tier", "compliance"]), label_values, max_size=2),
-        "capacity_rps": st.integers(10, 200),
+        "capacity_rps": st.integers(20, 300),
         "latency_p99_ms": st.integers(1, 40),
         "cost_per_1k": st.sampled_from([0.1, 0.5, 1.0, 2.0, 4.0]),
         "held": st.sampled_from([0.0, 0.0, 0.5, 1.0]),  # share of capacity other contracts hold
     }),
-    min_size=1,
-    max_size=8,
+    min_size=2,
+    max_size=10,
 )
 requests = st.fixed_dictionaries({
-    "rps": st.integers(1, 400),
-    "p99": st.integers(5, 200),
-    "availability": st.sampled_from([None, 0.99, 0.999, 0.9999]),
-    "bid": st.sampled_from([None, 0.5, 1.0, 3.0]),
+    "rps": st.integers(1, 150),
+    "p99": st.integers(20, 250),
+    "availability": st.sampled_from([None, None, 0.99, 0.999, 0.9999]),
+    "bid": st.sampled_from([None, 1.0, 3.0, 5.0]),
     "pii": st.booleans(),
     "consumer_zone": st.sampled_from(sorted(ZONES)),
 })
@@ -81,19 +81,16 @@ def build_graph(specs: list[dict[str, Any]], link_ms: list[int]) -> tuple[Capabi
     return graph, stored
 
 
-STATS = {"n": 0, "alloc": 0, "excluded": 0, "before_bad": 0, "alloc_with_exclusion": 0}
-
-
 def used_providers(alloc: Allocation | None) -> set[str]:
     if alloc is None:
         return set()
     return {s.provider_id for s in alloc.shares} | {s.provider_id for s in alloc.failover}
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     specs=provider_specs,
-    link_ms=st.lists(st.integers(1, 80), min_size=10, max_size=10),
+    link_ms=st.lists(st.integers(1, 40), min_size=10, max_size=10),
     req=requests,
     preds=st.lists(st.tuples(predicates, st.booleans()), max_size=2),
     with_defaults=st.booleans(),
@@ -128,13 +125,8 @@ def test_no_allocation_uses_a_provider_a_require_policy_rules_out(
     before = solve(request, graph, residual, **kw).allocation  # e.g. made before the policies changed
     answers = [
         solve(request, graph, residual, allowed=verdict.allows, **kw),
-        solve(request, graph, residual, allowed=None, current=before, **kw),
+        solve(request, graph, residual, allowed=verdict.allows, current=before, **kw),
     ]
-    STATS["n"] += 1
-    STATS["alloc"] += answers[0].allocation is not None
-    STATS["excluded"] += len(providers) > len(permitted)
-    STATS["before_bad"] += bool(used_providers(before) - permitted)
-    STATS["alloc_with_exclusion"] += answers[0].allocation is not None and len(providers) > len(permitted)
     for result in answers:
         offered = result.counter_offer.allocation if result.counter_offer else None
         for alloc in (result.allocation, offered):
@@ -142,7 +134,3 @@ def test_no_allocation_uses_a_provider_a_require_policy_rules_out(
         for cand in result.candidates:
             if cand.provider_id not in permitted:
                 assert not cand.feasible and cand.reason is not None and cand.reason.startswith("policy:")
-
-
-def test_zz_print() -> None:
-    print(STATS)
