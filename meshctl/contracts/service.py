@@ -106,15 +106,19 @@ class Negotiator:
         verdict: Verdict | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        entry = {
+        entry: dict[str, Any] = {
             "at": self.clock(),
             "actor": actor,
             "subject": subject,
             "kind": kind,
             "decision": decision,
             "policies": [dict(r) for r in verdict.results] if verdict else [],
-            "details": details or {},
+            "details": dict(details or {}),
         }
+        # Agents read the audit entries of their own contracts, including the system's decisions.
+        known = self.state.contracts.get(subject)
+        if known is not None:
+            entry["details"].setdefault("owner", known.owner)
         await self.store.append_audit(entry)
 
     async def commit(self, contract: Contract, reservation: dict[str, float]) -> None:
@@ -244,9 +248,8 @@ class Negotiator:
             details={"allocation": result.allocation.model_dump(mode="json")},
         )
         if not escalate:
-            await self.audit(
-                actor="system", subject=cid, kind="admission", decision="admitted", verdict=verdict
-            )
+            # The proposal entry carries the policy results; the admission must not count them twice.
+            await self.audit(actor="system", subject=cid, kind="admission", decision="admitted")
         await self.record(
             "contract admitted" if not escalate else "contract pending approval", {"contract": cid}
         )

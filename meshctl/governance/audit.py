@@ -42,7 +42,6 @@ KINDS = frozenset(
 )
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_SEALED = ("seq", "prev_hash", "hash")
 _CONTENT = ("at", "actor", "subject", "kind", "decision", "policies", "details")
 FIELDS = ("seq", *_CONTENT, "prev_hash", "hash")
 

@@ -15,30 +15,23 @@ from meshctl.xds.snapshot import Snapshot
 log = logging.getLogger("meshctl.xds")
 
 
-class _Waiters:
-    """One wake-up signal per node; replaced on every change so it is a one-shot broadcast."""
-
-    __slots__ = ("event", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.event = asyncio.Event()
-
-    def fire(self) -> None:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self.event.set()
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.event.set)
+def _wake(waiters: dict[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for loop, event in waiters.items():
+        if loop is running:
+            event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
 
 
 class SnapshotCache:
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
-        self._waiters: dict[str, _Waiters] = {}
+        # One-shot wake-up per node (and per event loop), replaced after every change.
+        self._waiters: dict[str, dict[asyncio.AbstractEventLoop, asyncio.Event]] = {}
         self._lock = threading.Lock()
 
     def set_snapshot(self, node_id: str, snapshot: Snapshot) -> None:
@@ -51,8 +44,8 @@ class SnapshotCache:
         with self._lock:
             self._snapshots[node_id] = snapshot
             waiters = self._waiters.pop(node_id, None)
-        if waiters is not None:
-            waiters.fire()
+        if waiters:
+            _wake(waiters)
 
     def get_snapshot(self, node_id: str) -> Snapshot | None:
         return self._snapshots.get(node_id)
@@ -62,8 +55,8 @@ class SnapshotCache:
         with self._lock:
             self._snapshots.pop(node_id, None)
             waiters = self._waiters.pop(node_id, None)
-        if waiters is not None:
-            waiters.fire()
+        if waiters:
+            _wake(waiters)
 
     def node_ids(self) -> list[str]:
         return sorted(self._snapshots)
@@ -80,10 +73,5 @@ class SnapshotCache:
                 current = self._snapshots.get(node_id)
                 if current is not after:
                     return current
-                waiters = self._waiters.get(node_id)
-                if waiters is None or waiters.loop is not loop:
-                    if waiters is not None:
-                        # Waiters from another loop (tests run one loop per test) still get woken.
-                        waiters.fire()
-                    waiters = self._waiters[node_id] = _Waiters(loop)
-            await waiters.event.wait()
+                event = self._waiters.setdefault(node_id, {}).setdefault(loop, asyncio.Event())
+            await event.wait()

@@ -82,6 +82,16 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
             return
         st = self.types[t]
         nonce = request.response_nonce
+        log.debug(
+            "node %s -> delta %s nonce %r, +%d -%d names, %d initial%s",
+            self.ctx.node.id,
+            r.SHORT_NAMES[t],
+            nonce,
+            len(request.resource_names_subscribe),
+            len(request.resource_names_unsubscribe),
+            len(request.initial_resource_versions),
+            " (error)" if request.HasField("error_detail") else "",
+        )
         if nonce and st.in_flight and nonce == st.nonce:
             st.in_flight = False
             version = st.sent_version or ""
@@ -169,7 +179,9 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
             removed = sorted(
                 {n for n in st.has if n not in target} | {n for n in st.force if n not in target}
             )
-            if changed or removed:
+            # The first response of a stream goes out even if empty: it ends the client's initial
+            # fetch (Envoy would otherwise wait 15 s) and tells a reconnected client it is current.
+            if changed or removed or st.sent_version is None:
                 return self._respond(t, st, changed, removed, version)
             st.force.clear()
         return None

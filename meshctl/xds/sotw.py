@@ -82,6 +82,15 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discove
             return
         st = self.types[t]
         nonce = request.response_nonce
+        log.debug(
+            "node %s -> %s v%r nonce %r, %d names%s",
+            self.ctx.node.id,
+            r.SHORT_NAMES[t],
+            request.version_info,
+            nonce,
+            len(request.resource_names),
+            " (error)" if request.HasField("error_detail") else "",
+        )
         if nonce and nonce != st.nonce:
             # Stale (superseded by a newer response) or never issued: the xDS spec says ignore it.
             log.debug("node %s: ignoring %s request with stale/unknown nonce %r", self.ctx.node.id, t, nonce)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +103,7 @@ class Mesh:
         self.base_url = base_url
         self._clients: dict[str | None, httpx.AsyncClient] = {}
         self.upstreams: dict[str, UpstreamServer] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.sidecars: list[Sidecar] = []
         self.heartbeating: set[str] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -138,6 +143,8 @@ class Mesh:
             await asyncio.to_thread(sc.envoy.stop)
         for up in self.upstreams.values():
             up.stop()
+        for pid in list(self.processes):
+            self.kill(pid)
         for client in self._clients.values():
             await client.aclose()
         self.server.should_exit = True
@@ -181,23 +188,70 @@ class Mesh:
         capacity: float,
         p99: float,
         cost: float,
+        ttl_s: float | None = None,
+        **kw: Any,
+    ) -> UpstreamServer:
+        """Start a real upstream named `pid` (in this process) and register it over REST."""
+        up = UpstreamServer(pid).start()
+        self.upstreams[pid] = up
+        await self._register(pid, zone, up.port, capacity=capacity, p99=p99, cost=cost, ttl_s=ttl_s, **kw)
+        return up
+
+    async def provider_process(
+        self, pid: str, zone: str, *, capacity: float, p99: float, cost: float, ttl_s: float | None = None, **kw: Any
+    ) -> None:
+        """Like `provider`, but the upstream runs in a child process that `kill(pid)` ends for real.
+
+        An in-process upstream keeps answering on established keep-alive connections after
+        `stop()`; a killed process takes its connections with it, as a crashed provider would.
+        """
+        port = await asyncio.to_thread(self._spawn, pid)
+        await self._register(pid, zone, port, capacity=capacity, p99=p99, cost=cost, ttl_s=ttl_s, **kw)
+
+    async def _register(
+        self,
+        pid: str,
+        zone: str,
+        port: int,
+        *,
+        capacity: float,
+        p99: float,
+        cost: float,
         capability: str = CAPABILITY,
         ttl_s: float | None = None,
         labels: dict[str, Any] | None = None,
         heartbeat: bool = True,
-    ) -> UpstreamServer:
-        """Start a real upstream named `pid` and register it as a provider over REST."""
-        up = UpstreamServer(pid).start()
-        self.upstreams[pid] = up
+    ) -> None:
         body = provider_body(
-            pid, zone, up.port, capacity=capacity, p99=p99, cost=cost, capability=capability,
+            pid, zone, port, capacity=capacity, p99=p99, cost=cost, capability=capability,
             ttl_s=ttl_s, labels=labels,
         )  # fmt: skip
         r = await self.client(FLEET).post("/v1/providers", json=body)
         assert r.status_code == 201, r.text
         if ttl_s is not None and heartbeat:
             self.keep_alive([pid], every_s=ttl_s / 4)
-        return up
+
+    def _spawn(self, name: str) -> int:
+        script = Path(__file__).with_name("_upstream_proc.py")
+        proc = subprocess.Popen(
+            [sys.executable, str(script), name], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        self.processes[name] = proc
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.kill(name)
+            raise AssertionError(f"upstream process {name} did not start (said {line!r})")
+        return int(line)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL an own-process upstream by its PID: its connections die with it."""
+        proc = self.processes.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
 
     def keep_alive(self, pids: Iterable[str], every_s: float = 0.25) -> None:
         self.heartbeating.update(pids)

@@ -78,6 +78,30 @@ async def test_initial_resource_versions_are_not_resent(xds: H.Harness) -> None:
     await c.expect_none()
 
 
+async def test_reconnect_with_everything_current_gets_an_empty_response(xds: H.Harness) -> None:
+    snap = R.snapshot(["a", "b"])
+    xds.cache.set_snapshot("d1", snap)
+    c = xds.client("d1", delta=True)
+    await c.delta_request(CLUSTER, initial=dict(snap.resource_versions(CLUSTER)))
+    resp = await c.recv()
+    # Nothing is resent; the empty response ends the client's initial fetch and records the version.
+    assert delta_names(resp) == ([], [])
+    assert resp.system_version_info == snap.version(CLUSTER)
+    await c.ack(resp)
+    await xds.wait_for(lambda: xds.recorder.acks == [("d1", CLUSTER, snap.version(CLUSTER))])
+    await c.expect_none()
+
+
+async def test_empty_type_still_gets_a_first_response(xds: H.Harness) -> None:
+    xds.cache.set_snapshot("d1", Snapshot.build([R.static_cluster("s")]))
+    c = xds.client("d1", delta=True)
+    await c.delta_request(LISTENER)
+    resp = await c.recv()
+    assert (resp.type_url, delta_names(resp)) == (LISTENER, ([], []))
+    await c.ack(resp)
+    await c.expect_none()
+
+
 async def test_explicit_subscribe_resends_what_the_client_seems_to_have(xds: H.Harness) -> None:
     xds.cache.set_snapshot("d1", R.snapshot(["a", "b"]))
     c = xds.client("d1", delta=True)

@@ -39,20 +39,25 @@ async def test_initial_wildcard_push_goes_cds_eds_lds_rds(xds: H.Harness) -> Non
     await asyncio.sleep(0.1)
     # ...then one push must still go clusters first.
     xds.cache.set_snapshot("n1", snap)
-    subs = {CLUSTER: [], ENDPOINT: ["a", "b"], LISTENER: [], ROUTE: ["outbound"]}
-    seen = []
-    for _ in range(4):
-        resp = await c.recv()
-        seen.append((resp.type_url, H.names_of(resp), resp.version_info))
-        # Each type waits for the previous one to be answered.
-        await c.expect_none(0.1)
-        await c.ack(resp, subs[resp.type_url])
+    cds = await c.recv()
+    # Endpoints follow at once: Envoy only ACKs clusters once they have warmed, which needs endpoints.
+    eds = await c.recv()
+    # Listeners and routes wait until clusters and endpoints are ACKed.
+    await c.expect_none(0.2)
+    await c.ack(eds, ["a", "b"])
+    await c.expect_none(0.2)
+    await c.ack(cds)
+    lds = await c.recv()
+    rds = await c.recv()
+    seen = [(r.type_url, H.names_of(r), r.version_info) for r in (cds, eds, lds, rds)]
     assert seen == [
         (CLUSTER, ["a", "b"], snap.version(CLUSTER)),
         (ENDPOINT, ["a", "b"], snap.version(ENDPOINT)),
         (LISTENER, ["outbound"], snap.version(LISTENER)),
         (ROUTE, ["outbound"], snap.version(ROUTE)),
     ]
+    await c.ack(lds)
+    await c.ack(rds, ["outbound"])
     await c.expect_none()
     assert len({r.nonce for r in c.received}) == 4
 
@@ -172,12 +177,16 @@ async def test_make_before_break_cluster_removal(xds: H.Harness) -> None:
 
     cds = await c.recv()
     assert (cds.type_url, H.names_of(cds)) == (CLUSTER, ["a", "b", "c"])  # b kept: the live route uses it
-    # Like Envoy: learn the new cluster's EDS name before ACKing CDS.
-    await c.request(ENDPOINT, ["a", "b", "c"], version=s1.version(ENDPOINT), nonce=c.received[1].nonce)
-    await c.ack(cds)
+    eds = await c.recv()
+    # The client has not asked for c's endpoints yet; b's stay.
+    assert (eds.type_url, H.names_of(eds)) == (ENDPOINT, ["a", "b"])
+    # Like Envoy: ask for the new cluster's endpoints; ACK clusters once c has warmed.
+    await c.ack(eds, ["a", "b", "c"])
     eds = await c.recv()
     assert (eds.type_url, H.names_of(eds)) == (ENDPOINT, ["a", "b", "c"])
+    await c.expect_none(0.1)  # routes wait for the cluster ACK
     await c.ack(eds, ["a", "b", "c"])
+    await c.ack(cds)
     rds = await c.recv()
     assert rds.type_url == ROUTE and rds.version_info == s2.version(ROUTE)
     # Nothing removes b until the new routes are ACKed.
@@ -186,10 +195,10 @@ async def test_make_before_break_cluster_removal(xds: H.Harness) -> None:
     final_cds = await c.recv()
     assert (final_cds.type_url, H.names_of(final_cds)) == (CLUSTER, ["a", "c"])
     assert final_cds.version_info == s2.version(CLUSTER)
-    await c.ack(final_cds)
     final_eds = await c.recv()
     assert (final_eds.type_url, H.names_of(final_eds)) == (ENDPOINT, ["a", "c"])
     assert final_eds.version_info == s2.version(ENDPOINT)
+    await c.ack(final_cds)
     await c.ack(final_eds, ["a", "c"])
     await c.expect_none()
 
