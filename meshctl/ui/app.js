@@ -8,7 +8,7 @@
 
 (() => {
   const TOKEN = new URLSearchParams(location.search).get("token") || "";
-  const LIVE_STATES = new Set(["active", "degraded"]);
+  const { STYLE, LIVE_STATES, elements, fmtNum } = window.MeshGraph;
   const PROXY_POLL_MS = 2000;
 
   const ui = {
@@ -42,7 +42,6 @@
     return node;
   }
 
-  const fmtNum = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en", { maximumFractionDigits: 1 }));
   const pad = (n) => String(n).padStart(2, "0");
   function fmtTime(epoch) {
     if (epoch === null || epoch === undefined) return "–";
@@ -76,179 +75,11 @@
     b.className = `banner ${kind || ""}`;
   }
 
-  // -- graph ------------------------------------------------------------------------------------
-  const STYLE = [
-    { selector: "node", style: {
-      "font-family": "Inter, ui-sans-serif, system-ui, sans-serif", "font-size": 11, color: "#e2e8f0",
-      "text-wrap": "wrap", "text-valign": "center", "text-halign": "center", label: "data(label)",
-    } },
-    { selector: "node.region", style: {
-      shape: "round-rectangle", "background-color": "#0b1220", "background-opacity": 0.6,
-      "border-width": 1, "border-color": "#1e293b", "border-style": "dashed",
-      "text-valign": "top", "text-halign": "center", "text-margin-y": -6, "font-size": 13,
-      "font-weight": 600, color: "#94a3b8", padding: 18, "text-transform": "uppercase",
-    } },
-    { selector: "node.zone", style: {
-      shape: "round-rectangle", "background-color": "#111c2e", "border-width": 1, "border-color": "#334155",
-      "text-valign": "top", "text-halign": "center", "text-margin-y": -4, color: "#cbd5e1",
-      "font-size": 11, padding: 14,
-    } },
-    { selector: "node.zone.empty", style: { width: 150, height: 46, "text-valign": "center", "text-margin-y": 0, color: "#64748b" } },
-    { selector: "node.provider", style: {
-      shape: "round-rectangle", width: 142, height: 50, "background-color": "#1d4ed8",
-      "border-width": 2, "border-color": "#60a5fa",
-    } },
-    { selector: "node.provider.leased", style: { "border-style": "dashed" } },
-    { selector: "node.provider.hot", style: { "background-color": "#9a3412", "border-color": "#fb923c" } },
-    { selector: "node.provider.full", style: { "background-color": "#7f1d1d", "border-color": "#f87171" } },
-    { selector: "node.provider.gone", style: { "background-color": "#1f2937", "border-color": "#6b7280", color: "#9ca3af" } },
-    { selector: "node.consumer", style: {
-      shape: "round-tag", width: 132, height: 42, "background-color": "#0f766e",
-      "border-width": 2, "border-color": "#2dd4bf",
-    } },
-    { selector: "node.consumer.sync-nacked", style: { "border-color": "#f87171", "border-width": 3 } },
-    { selector: "node.consumer.sync-behind", style: { "border-color": "#fbbf24", "border-width": 3 } },
-    { selector: "edge", style: {
-      "curve-style": "bezier", width: "mapData(weight, 0, 100, 1.5, 7)", "line-color": "#22c55e",
-      "target-arrow-color": "#22c55e", "target-arrow-shape": "triangle", "arrow-scale": 0.9,
-      label: "data(label)", "font-size": 10, color: "#e2e8f0", "text-background-color": "#0f172a",
-      "text-background-opacity": 0.85, "text-background-padding": 2, "text-rotation": "autorotate",
-      opacity: 0.9,
-    } },
-    { selector: "edge.degraded", style: { "line-color": "#f59e0b", "target-arrow-color": "#f59e0b" } },
-    { selector: "edge.pending", style: { "line-color": "#64748b", "target-arrow-color": "#64748b", "line-style": "dashed" } },
-    { selector: "edge.failover", style: { "line-style": "dashed", width: 1.5, "line-color": "#a78bfa", "target-arrow-color": "#a78bfa" } },
-    { selector: "edge.link", style: {
-      "curve-style": "straight", width: 1, "line-color": "#334155", "target-arrow-shape": "none",
-      "line-style": "dotted", color: "#64748b", "font-size": 9,
-    } },
-    { selector: ".dim", style: { opacity: 0.15 } },
-    { selector: "edge.focus", style: { opacity: 1, "z-index": 10 } },
-  ];
-
-  const PROVIDER_W = 158, PROVIDER_H = 72, PER_ROW = 2, ZONE_GAP = 56, REGION_GAP = 110;
-
-  function consumerZones(snap) {
-    const zones = new Map();
-    for (const c of snap.contracts) if (c.consumer_zone && !zones.has(c.consumer)) zones.set(c.consumer, c.consumer_zone);
-    for (const [svc, zone] of Object.entries(snap.consumers || {})) zones.set(svc, zone);
-    return zones;
-  }
-
-  function load(snap) {
-    const held = new Map(); // provider -> rps held by live contracts
-    for (const c of snap.contracts) {
-      if (!LIVE_STATES.has(c.state) || !c.allocation) continue;
-      for (const s of c.allocation.shares) held.set(s.provider_id, (held.get(s.provider_id) || 0) + s.rps);
-    }
-    return held;
-  }
-
-  // Deterministic positions (regions side by side, zones stacked, members in a grid) so that
-  // moving the slider changes what is drawn, not where everything is.
-  function elements(snap) {
-    const els = [];
-    const positions = {};
-    const members = new Map(snap.zones.map((z) => [z.name, { consumers: [], providers: [] }]));
-    const cz = consumerZones(snap);
-    const known = new Set(snap.providers.map((p) => p.id));
-    for (const [svc, zone] of [...cz.entries()].sort()) members.get(zone)?.consumers.push(svc);
-    for (const p of snap.providers) members.get(p.zone)?.providers.push(p);
-    const held = load(snap);
-
-    const regions = new Map();
-    for (const z of snap.zones) {
-      if (!regions.has(z.region)) regions.set(z.region, []);
-      regions.get(z.region).push(z);
-    }
-    let x = 0;
-    for (const region of [...regions.keys()].sort()) {
-      els.push({ group: "nodes", data: { id: `region:${region}`, label: region, kind: "region" }, classes: "region" });
-      let y = 0;
-      let width = PROVIDER_W * PER_ROW;
-      for (const z of regions.get(region).sort((a, b) => a.name.localeCompare(b.name))) {
-        const m = members.get(z.name);
-        const items = [...m.consumers.map((c) => ({ kind: "consumer", id: c })), ...m.providers.map((p) => ({ kind: "provider", p }))];
-        els.push({
-          group: "nodes",
-          data: { id: `zone:${z.name}`, parent: `region:${region}`, label: z.name, kind: "zone" },
-          classes: items.length ? "zone" : "zone empty",
-        });
-        if (!items.length) {
-          positions[`zone:${z.name}`] = { x: x + width / 2 - PROVIDER_W / 2, y };
-          y += 46 + ZONE_GAP;
-          continue;
-        }
-        items.forEach((it, i) => {
-          const pos = { x: x + (i % PER_ROW) * PROVIDER_W, y: y + Math.floor(i / PER_ROW) * PROVIDER_H };
-          if (it.kind === "consumer") {
-            const id = `consumer:${it.id}`;
-            els.push({ group: "nodes", data: { id, parent: `zone:${z.name}`, label: it.id, kind: "consumer", service: it.id }, classes: "consumer" });
-            positions[id] = pos;
-          } else {
-            const p = it.p;
-            const used = held.get(p.id) || 0;
-            const ratio = used / p.capacity_rps;
-            const id = `provider:${p.id}`;
-            const classes = ["provider"];
-            if (p.ttl_s) classes.push("leased");
-            if (ratio >= 0.999) classes.push("full");
-            else if (ratio >= 0.8) classes.push("hot");
-            els.push({
-              group: "nodes",
-              data: {
-                id, parent: `zone:${z.name}`, kind: "provider", provider: p.id,
-                label: `${p.id}\n${p.capabilities.join(", ")}\n${fmtNum(used)} / ${fmtNum(p.capacity_rps)} rps`,
-              },
-              classes: classes.join(" "),
-            });
-            positions[id] = pos;
-          }
-        });
-        y += Math.ceil(items.length / PER_ROW) * PROVIDER_H + ZONE_GAP;
-      }
-      width = Math.max(width, PROVIDER_W * PER_ROW);
-      x += width + REGION_GAP;
-    }
-
-    for (const c of snap.contracts) {
-      const a = c.allocation;
-      const pending = c.state === "pending_approval";
-      if (!a || (!LIVE_STATES.has(c.state) && !pending)) continue;
-      const src = `consumer:${c.consumer}`;
-      if (!positions[src]) continue; // consumer zone unknown in this version
-      const shares = [...a.shares.map((s) => [s, false]), ...(a.failover || []).map((s) => [s, true])];
-      for (const [s, failover] of shares) {
-        const tgt = `provider:${s.provider_id}`;
-        if (!known.has(s.provider_id)) continue; // provider already gone at this version
-        const classes = [failover ? "failover" : "", pending ? "pending" : "", c.state === "degraded" ? "degraded" : ""];
-        els.push({
-          group: "edges",
-          data: {
-            id: `flow:${c.id}:${s.provider_id}`, source: src, target: tgt, contract: c.id,
-            weight: failover ? 0 : s.weight,
-            label: failover ? "failover" : `${s.weight}% · ${fmtNum(s.rps)} rps`,
-          },
-          classes: classes.filter(Boolean).join(" "),
-        });
-      }
-    }
-    if ($("show-links").checked) {
-      for (const l of snap.links) {
-        els.push({
-          group: "edges",
-          data: { id: `link:${l.a}|${l.b}`, source: `zone:${l.a}`, target: `zone:${l.b}`, weight: 0, label: `${l.latency_ms} ms` },
-          classes: "link",
-        });
-      }
-    }
-    return { els, positions };
-  }
-
+  // -- graph (layout and style live in graph.js) ---------------------------------------------
   function draw(snap) {
     ui.shown = snap;
     ui.drawCount += 1;
-    const { els, positions } = elements(snap);
+    const { els, positions } = elements(snap, { showLinks: $("show-links").checked });
     const cy = ui.cy;
     const before = cy.nodes().length;
     cy.batch(() => {
@@ -321,10 +152,10 @@
         title: a ? `expected p99 ${fmtNum(a.expected_p99_ms)} ms · ${fmtNum(a.cost_per_1k)}/1k · expires ${fmtTime(c.expires_at)}` : "",
         onclick: () => { ui.selected = ui.selected === c.id ? null : c.id; renderContracts(ui.shown); applySelection(); },
       },
-      el("td", { class: "mono" }, c.id),
+      el("td", { class: "mono nowrap" }, c.id),
       el("td", {}, c.consumer, el("span", { class: "muted" }, " → "), c.capability),
       el("td", {}, badge(c.state)),
-      el("td", { class: "mono" }, `${fmtNum(c.sla.rps)} rps · p99 ≤ ${fmtNum(c.sla.p99_latency_ms)} ms`),
+      el("td", { class: "mono nowrap" }, `${fmtNum(c.sla.rps)} rps`, el("br"), el("span", { class: "muted" }, `p99 ≤ ${fmtNum(c.sla.p99_latency_ms)} ms`)),
       el("td", { class: "mono small" }, alloc));
       return tr;
     }));
@@ -338,9 +169,9 @@
     for (const p of ui.proxies) {
       const versions = Object.entries(p.expected || {}).map(([t, v]) => `${t.slice(0, 1).toUpperCase()}:${String(v).slice(0, 6)}`).join(" ");
       rows.push(el("tr", { "data-node": p.node.id },
-        el("td", { class: "mono" }, p.node.id),
+        el("td", { class: "mono nowrap" }, p.node.id),
         el("td", {}, p.node.cluster),
-        el("td", {}, p.node.zone || "–"),
+        el("td", { class: "nowrap" }, p.node.zone || "–"),
         el("td", {}, badge(p.sync === "synced" ? "acked" : p.sync)),
         el("td", { class: "mono small muted" }, versions)));
       for (const t of Object.values(p.types || {})) {
@@ -479,7 +310,7 @@
     }
     ui.cy = cytoscape({
       container: $("cy"), style: STYLE, elements: [], layout: { name: "preset" },
-      wheelSensitivity: 0.25, minZoom: 0.15, maxZoom: 3, boxSelectionEnabled: false, autoungrabify: true,
+      minZoom: 0.15, maxZoom: 3, boxSelectionEnabled: false, autoungrabify: true,
     });
     ui.cy.on("tap", "edge", (ev) => {
       ui.selected = ev.target.data("contract") || null;

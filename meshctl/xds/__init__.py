@@ -5,11 +5,11 @@ Protocol only; it knows nothing of contracts. The control plane builds a ``Snaps
 """
 
 from meshctl.xds.cache import SnapshotCache
+from meshctl.xds.callbacks import XdsCallbacks
 from meshctl.xds.resources import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, resource_hash, resource_name
 from meshctl.xds.server import XdsServer
 from meshctl.xds.snapshot import Snapshot
 from meshctl.xds.status import NackInfo, NodeInfo, ProxyStatus, ProxyStatusRegistry, TypeStatus
-from meshctl.xds.stream import XdsCallbacks
 
 __all__ = [
     "CLUSTER",

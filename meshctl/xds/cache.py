@@ -1,26 +1,25 @@
 """Snapshot cache keyed by node id. No gRPC here: the server asks the cache, never the reverse.
 
 ``set_snapshot`` may be called from the event loop or from another thread (e.g. a sync API handler
-running in a worker thread); waiters are woken on their own loop either way.
+running in a worker thread); listeners are woken on their own loop either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 
 from meshctl.xds.snapshot import Snapshot
 
-log = logging.getLogger("meshctl.xds")
+Listeners = dict[asyncio.Event, asyncio.AbstractEventLoop]
 
 
-def _wake(waiters: dict[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
+def _wake(listeners: Listeners) -> None:
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    for loop, event in waiters.items():
+    for event, loop in listeners.items():
         if loop is running:
             event.set()
         elif not loop.is_closed():
@@ -30,8 +29,7 @@ def _wake(waiters: dict[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
 class SnapshotCache:
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
-        # One-shot wake-up per node (and per event loop), replaced after every change.
-        self._waiters: dict[str, dict[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+        self._listeners: dict[str, Listeners] = {}
         self._lock = threading.Lock()
 
     def set_snapshot(self, node_id: str, snapshot: Snapshot) -> None:
@@ -43,9 +41,10 @@ class SnapshotCache:
         snapshot.consistent()
         with self._lock:
             self._snapshots[node_id] = snapshot
-            waiters = self._waiters.pop(node_id, None)
-        if waiters:
-            _wake(waiters)
+            listeners = self._listeners.get(node_id)
+            listeners = dict(listeners) if listeners else None
+        if listeners:
+            _wake(listeners)
 
     def get_snapshot(self, node_id: str) -> Snapshot | None:
         return self._snapshots.get(node_id)
@@ -54,12 +53,31 @@ class SnapshotCache:
         """Forget a node's snapshot. Connected proxies keep their last config (nothing is sent)."""
         with self._lock:
             self._snapshots.pop(node_id, None)
-            waiters = self._waiters.pop(node_id, None)
-        if waiters:
-            _wake(waiters)
+            listeners = self._listeners.get(node_id)
+            listeners = dict(listeners) if listeners else None
+        if listeners:
+            _wake(listeners)
 
     def node_ids(self) -> list[str]:
         return sorted(self._snapshots)
+
+    def add_listener(self, node_id: str, event: asyncio.Event) -> None:
+        """Set ``event`` (on the calling loop) whenever the node's snapshot is set or cleared.
+
+        The streaming server uses this instead of ``wait_for_change`` so that a push wakes the
+        stream directly, without a watcher task per stream.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._listeners.setdefault(node_id, {})[event] = loop
+
+    def remove_listener(self, node_id: str, event: asyncio.Event) -> None:
+        with self._lock:
+            listeners = self._listeners.get(node_id)
+            if listeners is not None:
+                listeners.pop(event, None)
+                if not listeners:
+                    del self._listeners[node_id]
 
     async def wait_for_change(self, node_id: str, after: Snapshot | None) -> Snapshot | None:
         """Return the node's current snapshot as soon as it is not ``after`` (identity, not equality).
@@ -67,11 +85,15 @@ class SnapshotCache:
         Returns None if the snapshot was cleared. Many rapid changes collapse into one wake-up
         that sees the newest snapshot.
         """
-        loop = asyncio.get_running_loop()
-        while True:
-            with self._lock:
-                current = self._snapshots.get(node_id)
-                if current is not after:
-                    return current
-                event = self._waiters.setdefault(node_id, {}).setdefault(loop, asyncio.Event())
-            await event.wait()
+        current = self._snapshots.get(node_id)
+        if current is not after:
+            return current
+        event = asyncio.Event()
+        self.add_listener(node_id, event)
+        try:
+            while (current := self._snapshots.get(node_id)) is after:
+                await event.wait()
+                event.clear()
+            return current
+        finally:
+            self.remove_listener(node_id, event)

@@ -9,6 +9,7 @@ removed cluster until the routes that used it are ACKed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -20,7 +21,6 @@ from meshctl.xds.snapshot import Snapshot
 from meshctl.xds.stream import AdsStream, StreamContext
 
 log = logging.getLogger("meshctl.xds")
-
 
 # What the client held before a response: (hash, entry) or None when it did not have the name.
 Prior = tuple[str, Entry | None] | None
@@ -40,6 +40,11 @@ class DeltaTypeState:
     before: dict[str, Prior] = field(default_factory=dict)  # rollback for the in-flight response
     acked_version: str | None = None
     nacked: set[str] = field(default_factory=set)
+    # (target version, subscription epoch) the client was last brought level with: skip the O(n)
+    # diff while neither changed.
+    epoch: int = 0
+    level: tuple[str, int] | None = None
+    rev: int = 0  # bumped whenever has/known/before may have changed (memo key)
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -60,6 +65,7 @@ class DeltaTypeState:
             else:
                 self.known[name] = entry
         self.before = {}
+        self.level = None
 
     def live(self) -> list[Entry]:
         """Resources the client may be running: what it holds, plus what an in-flight response replaces
@@ -69,44 +75,45 @@ class DeltaTypeState:
         return live
 
 
-class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse]):
+class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
     kind = "delta"
 
     def setup(self, ctx: StreamContext) -> None:
         self.ctx = ctx
         self.types: dict[str, DeltaTypeState] = {t: DeltaTypeState() for t in r.ORDER}
+        self._kept_memo: tuple[tuple[Snapshot, int, int, int], dict[str, dict[str, Entry]]] | None = None
 
-    async def handle(self, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
+    def handle(self, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
         t = request.type_url
         if not self.ctx.known_type(t):
             return
         st = self.types[t]
         nonce = request.response_nonce
-        log.debug(
-            "node %s -> delta %s nonce %r, +%d -%d names, %d initial%s",
-            self.ctx.node.id,
-            r.SHORT_NAMES[t],
-            nonce,
-            len(request.resource_names_subscribe),
-            len(request.resource_names_unsubscribe),
-            len(request.initial_resource_versions),
-            " (error)" if request.HasField("error_detail") else "",
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "node %s -> delta %s nonce %r, +%d -%d names, %d initial%s",
+                self.ctx.node.id,
+                r.SHORT_NAMES[t],
+                nonce,
+                len(request.resource_names_subscribe),
+                len(request.resource_names_unsubscribe),
+                len(request.initial_resource_versions),
+                " (error)" if request.HasField("error_detail") else "",
+            )
         if nonce and st.in_flight and nonce == st.nonce:
             st.in_flight = False
             version = st.sent_version or ""
             if request.HasField("error_detail"):
                 st.rollback()
                 st.nacked.add(version)
-                await self.ctx.nacked(t, version, request.error_detail.message)
+                self.ctx.nacked(t, version, request.error_detail.message)
             else:
                 st.before = {}
                 st.acked_version = version
-                await self.ctx.acked(t, version)
-        elif nonce:
-            # Stale nonce: not an ACK, but the spec says subscription changes must still be honoured.
-            log.debug("node %s: %s request with stale/unknown nonce %r", self.ctx.node.id, t, nonce)
+                self.ctx.acked(t, version)
+        # A stale nonce is not an ACK, but the spec says subscription changes must still be honoured.
         self._subscribe(t, st, request)
+        st.rev += 1
 
     def _subscribe(self, t: str, st: DeltaTypeState, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
         subscribe = list(request.resource_names_subscribe)
@@ -114,6 +121,7 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
         initial: set[str] = set()
         if not st.requested:
             st.requested = True
+            st.epoch += 1
             if not subscribe and not unsubscribe and t in r.WILDCARD_TYPES:
                 st.wildcard = True  # legacy wildcard; stays until "*" is unsubscribed
             snap_entries = self.snapshot.entries(t) if self.snapshot is not None else {}
@@ -123,6 +131,8 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
                 if entry is not None and entry.hash == digest:
                     st.known[name] = entry
                 initial.add(name)
+        if subscribe or unsubscribe:
+            st.epoch += 1
         for name in subscribe:
             if name == "*":
                 st.wildcard = True
@@ -145,20 +155,34 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
                 st.force.discard(name)
                 st.drop(name)
 
-    def _target(self, snap: Snapshot, t: str) -> tuple[dict[str, Entry], str]:
+    def _target(self, snap: Snapshot, t: str) -> tuple[Mapping[str, Entry], str]:
         st = self.types[t]
         entries = snap.entries(t)
+        chosen: Mapping[str, Entry]
         if st.wildcard:
-            chosen = dict(entries)
+            chosen = entries
         else:
             chosen = {n: entries[n] for n in st.names if n in entries}
-        if t not in (r.CLUSTER, r.ENDPOINT):
+        if t not in r.CLUSTER_TYPES:
             return chosen, snap.version(t)
-        refs = mbb.route_refs(self.types[r.ROUTE].live())
-        kept = mbb.kept_resources(snap, self.types[r.CLUSTER].known, self.types[r.ENDPOINT].known, refs)[t]
-        return mbb.with_kept(snap, t, chosen, {n: e for n, e in kept.items() if st.wants(n) and n in st.has})
+        rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
+        key = (snap, rds.rev, cds.rev, eds.rev)
+        if (
+            self._kept_memo is not None
+            and self._kept_memo[0][0] is snap
+            and self._kept_memo[0][1:] == key[1:]
+        ):
+            kept_all = self._kept_memo[1]
+        else:
+            refs = mbb.route_refs(rds.live())
+            kept_all = mbb.kept_resources(snap, (cds.known,), (eds.known,), refs)
+            self._kept_memo = (key, kept_all)
+        kept = {n: e for n, e in kept_all[t].items() if st.wants(n) and n in st.has}
+        if not kept:
+            return chosen, snap.version(t)
+        return mbb.with_kept(snap, t, chosen, kept)
 
-    def next_response(self) -> discovery_pb2.DeltaDiscoveryResponse | None:
+    def next_response(self) -> bytes | None:
         snap = self.snapshot
         if snap is None:
             return None
@@ -173,28 +197,28 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
                 clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
                 continue
             target, version = self._target(snap, t)
-            if version in st.nacked:
+            if version in st.nacked or (not st.force and st.level == (version, st.epoch)):
                 continue
-            changed = [e for n, e in sorted(target.items()) if n in st.force or st.has.get(n) != e.hash]
-            removed = sorted(
-                {n for n in st.has if n not in target} | {n for n in st.force if n not in target}
-            )
+            has, force = st.has, st.force
+            changed = [e for n, e in target.items() if has.get(n) != e.hash]
+            changed += [target[n] for n in force if n in target and has.get(n) == target[n].hash]
+            removed = [n for n in has if n not in target]
+            removed += [n for n in force if n not in target and n not in has]
             # The first response of a stream goes out even if empty: it ends the client's initial
             # fetch (Envoy would otherwise wait 15 s) and tells a reconnected client it is current.
             if changed or removed or st.sent_version is None:
-                return self._respond(t, st, changed, removed, version)
-            st.force.clear()
+                return self._respond(t, st, changed, sorted(removed), version)
+            force.clear()
+            st.level = (version, st.epoch)
         return None
 
     def _respond(
         self, t: str, st: DeltaTypeState, changed: list[Entry], removed: list[str], version: str
-    ) -> discovery_pb2.DeltaDiscoveryResponse:
+    ) -> bytes:
         nonce = self.ctx.next_nonce()
-        response = discovery_pb2.DeltaDiscoveryResponse(
+        head = discovery_pb2.DeltaDiscoveryResponse(
             system_version_info=version, type_url=t, nonce=nonce, removed_resources=removed
         )
-        for e in changed:
-            response.resources.add(name=e.name, version=e.hash, resource=e.packed)
         st.before = {}
         for e in changed:
             st.before[e.name] = (st.has[e.name], st.known.get(e.name)) if e.name in st.has else None
@@ -203,17 +227,20 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.D
         for name in removed:
             st.before[name] = (st.has[name], st.known.get(name)) if name in st.has else None
             st.drop(name)
-        st.force.difference_update(st.before)
+        st.force.clear()
+        st.rev += 1
         st.in_flight = True
         st.nonce = nonce
         st.sent_version = version
+        st.level = (version, st.epoch)
         self.ctx.sent(t, version)
-        log.debug(
-            "node %s <- delta %s v%s (+%d -%d)",
-            self.ctx.node.id,
-            r.SHORT_NAMES[t],
-            version,
-            len(changed),
-            len(removed),
-        )
-        return response
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "node %s <- delta %s v%s (+%d -%d)",
+                self.ctx.node.id,
+                r.SHORT_NAMES[t],
+                version,
+                len(changed),
+                len(removed),
+            )
+        return b"".join(e.delta_field for e in changed) + head.SerializeToString()

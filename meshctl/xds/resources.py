@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
@@ -79,27 +79,72 @@ def version_of(pairs: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()[:_HASH_LEN]
 
 
-@dataclass(frozen=True, slots=True)
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def len_field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field. Messages are field concatenations, so a response can be
+    assembled from resource bytes serialised once per snapshot instead of once per stream."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+# Field numbers of `resources` in DiscoveryResponse and DeltaDiscoveryResponse (both 2).
+_RESOURCES_FIELD = 2
+
+
 class Entry:
     """One resource prepared for the wire: hashed and packed once, shared by every stream."""
 
-    name: str
-    type_url: str
-    hash: str
-    message: Message
-    packed: any_pb2.Any
+    __slots__ = ("_delta_field", "_refs", "_sotw_field", "hash", "message", "name", "packed", "type_url")
+
+    def __init__(self, name: str, type_url: str, digest: str, message: Message, packed: any_pb2.Any):
+        self.name = name
+        self.type_url = type_url
+        self.hash = digest
+        self.message = message
+        self.packed = packed
+        self._sotw_field: bytes | None = None
+        self._delta_field: bytes | None = None
+        self._refs: frozenset[str] | None = None
 
     @classmethod
     def of(cls, msg: Message) -> Entry:
         data = msg.SerializeToString(deterministic=True)
         type_url = type_url_of(msg)
         return cls(
-            name=resource_name(msg),
-            type_url=type_url,
-            hash=_short(data),
-            message=msg,
-            packed=any_pb2.Any(type_url=type_url, value=data),
+            resource_name(msg), type_url, _short(data), msg, any_pb2.Any(type_url=type_url, value=data)
         )
+
+    @property
+    def sotw_field(self) -> bytes:
+        """This resource as a ``DiscoveryResponse.resources`` field, on the wire."""
+        if self._sotw_field is None:
+            self._sotw_field = len_field(_RESOURCES_FIELD, self.packed.SerializeToString())
+        return self._sotw_field
+
+    @property
+    def delta_field(self) -> bytes:
+        """This resource as a ``DeltaDiscoveryResponse.resources`` field, on the wire."""
+        if self._delta_field is None:
+            res = discovery_pb2.Resource(name=self.name, version=self.hash, resource=self.packed)
+            self._delta_field = len_field(_RESOURCES_FIELD, res.SerializeToString())
+        return self._delta_field
+
+    @property
+    def cluster_refs(self) -> frozenset[str]:
+        """Clusters a RouteConfiguration entry sends traffic to (empty for other types)."""
+        if self._refs is None:
+            self._refs = frozenset(route_cluster_names(self.message))
+        return self._refs
+
+    def __repr__(self) -> str:
+        return f"Entry({SHORT_NAMES.get(self.type_url, self.type_url)}/{self.name}@{self.hash})"
 
 
 def eds_service_name(cluster: Message) -> str | None:

@@ -5,19 +5,22 @@ Each stream runs independently; a failure in one is logged and ends only that st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import Message
 
 from meshctl.errors import MeshError
 from meshctl.xds.cache import SnapshotCache
+from meshctl.xds.callbacks import CallbackRunner
 from meshctl.xds.delta import DeltaStream
 from meshctl.xds.sotw import SotwStream
 from meshctl.xds.status import ProxyStatusRegistry
-from meshctl.xds.stream import AdsStream, CallbackRunner
+from meshctl.xds.stream import AdsStream
 
 log = logging.getLogger("meshctl.xds")
 
@@ -40,21 +43,37 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, server: XdsServer):
-        self._server = server
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
-    async def StreamAggregatedResources(
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        async for response in self._server._serve(SotwStream, request_iterator, context):
-            yield response
 
-    async def DeltaAggregatedResources(
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        async for response in self._server._serve(DeltaStream, request_iterator, context):
-            yield response
+def _serialize(response: bytes | Message) -> bytes:
+    # Streams hand over responses already on the wire format (resource bytes are serialised once
+    # per snapshot and shared by every stream); anything else is a regular message.
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def _handlers(server: XdsServer) -> grpc.GenericRpcHandler:
+    async def sotw(_requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await server._serve(SotwStream, context)
+
+    async def delta(_requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await server._serve(DeltaStream, context)
+
+    return grpc.method_handlers_generic_handler(
+        ADS_SERVICE,
+        {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                sotw,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_serialize,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                delta,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_serialize,
+            ),
+        },
+    )
 
 
 class XdsServer:
@@ -87,7 +106,7 @@ class XdsServer:
         if self._server is not None:
             raise MeshError("xDS server already started")
         server = grpc.aio.server(options=self._options)
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        server.add_generic_rpc_handlers((_handlers(self),))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             bound = server.add_insecure_port(address)
@@ -107,15 +126,12 @@ class XdsServer:
             await server.stop(grace)
             log.info("xDS server stopped")
 
-    async def _serve(
-        self, kind: type[AdsStream[Any, Any]], requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def _serve(self, kind: type[AdsStream[Any]], context: grpc.aio.ServicerContext) -> None:
         stream = kind(self.cache, self.status, self.callbacks, self.snapshot_wait_s)
         self.active_streams += 1
         try:
-            async for response in stream.run(requests, context):
-                yield response
-        except grpc.aio.AbortError:
+            await stream.run(context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception:
             # A bug on one stream must not take the server down; the proxy reconnects.

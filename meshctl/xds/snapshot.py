@@ -22,7 +22,7 @@ _EMPTY_VERSION = r.version_of(())
 class Snapshot:
     """All resources one node should have, grouped by type URL, with per-type versions."""
 
-    __slots__ = ("_entries", "_versions")
+    __slots__ = ("_blobs", "_entries", "_missing", "_versions")
 
     def __init__(self, entries: Mapping[str, Mapping[str, Entry]]):
         # Private: use Snapshot.build. Entries are already frozen mappings.
@@ -30,6 +30,9 @@ class Snapshot:
         self._versions = {
             t: r.version_of((n, e.hash) for n, e in by_name.items()) for t, by_name in entries.items()
         }
+        # Checked once here, so that setting one snapshot on many nodes costs nothing per node.
+        self._missing = self._dangling()
+        self._blobs: dict[str, bytes] = {}
 
     @classmethod
     def build(cls, resources: Iterable[Message]) -> Snapshot:
@@ -77,11 +80,7 @@ class Snapshot:
     def versions(self) -> dict[str, str]:
         return {t: self.version(t) for t in r.ORDER} | dict(self._versions)
 
-    def consistent(self) -> None:
-        """Raise InconsistentSnapshot unless every EDS/RDS name referenced here is also defined here.
-
-        A dangling reference would leave a cluster or listener warming forever on the proxy.
-        """
+    def _dangling(self) -> tuple[list[str], list[str]]:
         endpoints = self.entries(r.ENDPOINT)
         routes = self.entries(r.ROUTE)
         missing_eds = sorted(
@@ -95,6 +94,14 @@ class Snapshot:
             {name for e in self.entries(r.LISTENER).values() for name in r.listener_route_names(e.message)}
             - set(routes)
         )
+        return missing_eds, missing_rds
+
+    def consistent(self) -> None:
+        """Raise InconsistentSnapshot unless every EDS/RDS name referenced here is also defined here.
+
+        A dangling reference would leave a cluster or listener warming forever on the proxy.
+        """
+        missing_eds, missing_rds = self._missing
         if missing_eds or missing_rds:
             parts = []
             if missing_eds:
@@ -105,6 +112,13 @@ class Snapshot:
                 "; ".join(parts),
                 details={"missing_endpoints": missing_eds, "missing_routes": missing_rds},
             )
+
+    def sotw_blob(self, type_url: str) -> bytes:
+        """Every resource of a type as serialised ``DiscoveryResponse.resources`` fields (cached)."""
+        blob = self._blobs.get(type_url)
+        if blob is None:
+            blob = self._blobs[type_url] = b"".join(e.sotw_field for e in self.entries(type_url).values())
+        return blob
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.versions() == other.versions()

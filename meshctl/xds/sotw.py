@@ -11,6 +11,7 @@ have warmed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -23,6 +24,9 @@ from meshctl.xds.stream import AdsStream, StreamContext
 
 log = logging.getLogger("meshctl.xds")
 
+# What a response carries: its resources, version, and (for named subscriptions) which names.
+Target = tuple[Mapping[str, Entry], str, frozenset[str] | None]
+
 
 @dataclass
 class SotwTypeState:
@@ -34,10 +38,13 @@ class SotwTypeState:
     nonce: str = ""
     answered_nonce: str = ""
     sent_version: str | None = None
-    sent: dict[str, Entry] = field(default_factory=dict)
+    sent_names: frozenset[str] | None = None
+    sent: Mapping[str, Entry] = field(default_factory=dict)
     acked_version: str | None = None
-    acked: dict[str, Entry] = field(default_factory=dict)
+    acked: Mapping[str, Entry] = field(default_factory=dict)
     nacked: set[str] = field(default_factory=set)
+    # Last target computed without kept resources, valid while snapshot and subscription are the same.
+    memo: tuple[Snapshot, frozenset[str], bool, Target] | None = None
 
     def subscribe(self, type_url: str, resource_names: list[str]) -> None:
         names = set(resource_names)
@@ -45,97 +52,123 @@ class SotwTypeState:
             self.explicit = True
         if not self.explicit:
             # Legacy: a client that never named anything wants everything (LDS/CDS only).
-            self.wildcard = type_url in r.WILDCARD_TYPES
-            self.names = frozenset()
+            wildcard, subscribed = type_url in r.WILDCARD_TYPES, frozenset[str]()
         else:
-            self.wildcard = "*" in names
-            self.names = frozenset(names - {"*"})
-
-    def client_view(self) -> dict[str, Entry]:
-        """Resources by name the client may hold: ACKed, or sent and not yet answered."""
-        return {**self.acked, **self.sent}
+            wildcard, subscribed = "*" in names, frozenset(names - {"*"})
+        self.wildcard = wildcard
+        if subscribed != self.names:
+            self.names = subscribed
 
     def live(self) -> list[Entry]:
         """Every version the client may be running; both while a replacement is unanswered."""
         return [*self.acked.values(), *(e for n, e in self.sent.items() if self.acked.get(n) is not e)]
 
-    def chosen(self, snapshot: Snapshot, type_url: str) -> dict[str, Entry]:
-        entries = snapshot.entries(type_url)
-        if self.wildcard:
-            return dict(entries)
-        return {n: entries[n] for n in sorted(self.names) if n in entries}
-
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
 
 
-class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse]):
+class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
     kind = "sotw"
 
     def setup(self, ctx: StreamContext) -> None:
         self.ctx = ctx
         self.types: dict[str, SotwTypeState] = {t: SotwTypeState() for t in r.ORDER}
+        self._kept_memo: tuple[tuple[object, ...], dict[str, dict[str, Entry]]] | None = None
 
-    async def handle(self, request: discovery_pb2.DiscoveryRequest) -> None:
+    def handle(self, request: discovery_pb2.DiscoveryRequest) -> None:
         t = request.type_url
         if not self.ctx.known_type(t):
             return
         st = self.types[t]
         nonce = request.response_nonce
-        log.debug(
-            "node %s -> %s v%r nonce %r, %d names%s",
-            self.ctx.node.id,
-            r.SHORT_NAMES[t],
-            request.version_info,
-            nonce,
-            len(request.resource_names),
-            " (error)" if request.HasField("error_detail") else "",
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "node %s -> %s v%r nonce %r, %d names%s",
+                self.ctx.node.id,
+                r.SHORT_NAMES[t],
+                request.version_info,
+                nonce,
+                len(request.resource_names),
+                " (error)" if request.HasField("error_detail") else "",
+            )
         if nonce and nonce != st.nonce:
             # Stale (superseded by a newer response) or never issued: the xDS spec says ignore it.
-            log.debug("node %s: ignoring %s request with stale/unknown nonce %r", self.ctx.node.id, t, nonce)
             return
         if nonce and nonce != st.answered_nonce:
             st.answered_nonce = nonce
             version = st.sent_version or ""
             if request.HasField("error_detail"):
                 st.nacked.add(version)
-                await self.ctx.nacked(t, version, request.error_detail.message)
+                self.ctx.nacked(t, version, request.error_detail.message)
             else:
                 st.acked_version, st.acked = st.sent_version, st.sent
-                await self.ctx.acked(t, version)
+                self.ctx.acked(t, version)
         st.subscribe(t, list(request.resource_names))
         st.requested = st.pending = True
         if not nonce and st.sent_version is None and request.version_info:
-            await self._resume(t, st, request.version_info)
+            self._resume(t, st, request.version_info)
 
-    async def _resume(self, t: str, st: SotwTypeState, version: str) -> None:
+    def _resume(self, t: str, st: SotwTypeState, version: str) -> None:
         """A reconnecting proxy that already has the current full set of a wildcard type gets no resend.
 
         Only safe for wildcard LDS/CDS: for named subscriptions the client may want new names.
         """
-        snap = self.snapshot
+        snap = self.cache.get_snapshot(self.ctx.node.id)
         if snap is None or t not in r.WILDCARD_TYPES or not st.wildcard or st.names:
             return
         if snap.version(t) != version:
             return
         st.sent_version = st.acked_version = version
-        st.sent = st.acked = dict(snap.entries(t))
-        self.ctx.status.record_resumed(self.ctx.node.id, t, version)
-        await self.ctx.callbacks.call("on_ack", self.ctx.node.id, t, version)
+        st.sent = st.acked = snap.entries(t)
+        st.sent_names = None
+        self.ctx.resumed(t, version)
 
-    def _target(self, snap: Snapshot, t: str) -> tuple[dict[str, Entry], str]:
+    def _kept(self, snap: Snapshot, t: str, st: SotwTypeState) -> dict[str, Entry]:
+        if t not in r.CLUSTER_TYPES:
+            return {}
+        rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
+        # Sent/ACKed mappings are replaced, never mutated, so identity tells whether anything moved.
+        key = (snap, rds.acked, rds.sent, cds.acked, cds.sent, eds.acked, eds.sent)
+        memo = self._kept_memo
+        if (
+            memo is not None
+            and len(memo[0]) == len(key)
+            and all(a is b for a, b in zip(memo[0], key, strict=True))
+        ):
+            kept_all = memo[1]
+        else:
+            refs = mbb.route_refs(rds.live())
+            kept_all = mbb.kept_resources(snap, (cds.acked, cds.sent), (eds.acked, eds.sent), refs)
+            self._kept_memo = (key, kept_all)
+        kept = kept_all[t]
+        return {n: e for n, e in kept.items() if st.wants(n)} if kept else {}
+
+    def _target(self, snap: Snapshot, t: str) -> Target:
         st = self.types[t]
-        chosen = st.chosen(snap, t)
-        if t not in (r.CLUSTER, r.ENDPOINT):
-            return chosen, snap.version(t)
-        refs = mbb.route_refs(self.types[r.ROUTE].live())
-        kept = mbb.kept_resources(
-            snap, self.types[r.CLUSTER].client_view(), self.types[r.ENDPOINT].client_view(), refs
-        )[t]
-        return mbb.with_kept(snap, t, chosen, {n: e for n, e in kept.items() if st.wants(n)})
+        kept = self._kept(snap, t, st)
+        memo = st.memo
+        if (
+            not kept
+            and memo is not None
+            and memo[0] is snap
+            and memo[1] is st.names
+            and memo[2] == st.wildcard
+        ):
+            return memo[3]
+        entries = snap.entries(t)
+        chosen: Mapping[str, Entry]
+        if st.wildcard:
+            chosen = entries  # the snapshot's own mapping: no copy, and its cached wire blob applies
+        else:
+            chosen = {n: entries[n] for n in sorted(st.names) if n in entries}
+        if kept:
+            merged, version = mbb.with_kept(snap, t, chosen, kept)
+            return merged, version, None if st.wildcard else frozenset(merged)
+        target: Target = (chosen, snap.version(t), None if st.wildcard else frozenset(chosen))
+        st.memo = (snap, st.names, st.wildcard, target)
+        return target
 
-    def next_response(self) -> discovery_pb2.DiscoveryResponse | None:
+    def next_response(self) -> bytes | None:
         snap = self.snapshot
         if snap is None:
             return None
@@ -149,30 +182,28 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discove
             if not st.pending:
                 clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
                 continue  # one response per type in flight; newer snapshots wait (coalesced)
-            entries, version = self._target(snap, t)
+            entries, version, names = self._target(snap, t)
             if version in st.nacked:
                 continue  # never resend a version the proxy rejected
-            if version == st.sent_version and entries.keys() == st.sent.keys():
+            if version == st.sent_version and names == st.sent_names:
                 continue
-            return self._respond(t, st, entries, version)
+            return self._respond(snap, t, st, (entries, version, names))
         return None
 
-    def _respond(
-        self, t: str, st: SotwTypeState, entries: dict[str, Entry], version: str
-    ) -> discovery_pb2.DiscoveryResponse:
+    def _respond(self, snap: Snapshot, t: str, st: SotwTypeState, target: Target) -> bytes:
+        entries, version, names = target
         nonce = self.ctx.next_nonce()
-        response = discovery_pb2.DiscoveryResponse(
-            version_info=version,
-            type_url=t,
-            nonce=nonce,
-            resources=[entries[n].packed for n in sorted(entries)],
-        )
+        if entries is snap.entries(t):
+            blob = snap.sotw_blob(t)
+        else:
+            blob = b"".join(e.sotw_field for e in entries.values())
+        head = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=nonce)
         st.pending = False
         st.nonce = nonce
-        st.sent_version = version
-        st.sent = entries
+        st.sent_version, st.sent_names, st.sent = version, names, entries
         self.ctx.sent(t, version)
-        log.debug(
-            "node %s <- %s v%s (%d resources)", self.ctx.node.id, r.SHORT_NAMES[t], version, len(entries)
-        )
-        return response
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "node %s <- %s v%s (%d resources)", self.ctx.node.id, r.SHORT_NAMES[t], version, len(entries)
+            )
+        return blob + head.SerializeToString()

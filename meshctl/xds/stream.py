@@ -1,106 +1,43 @@
 """What every ADS stream does, whatever its variant: identify the node, wait for its snapshot,
-interleave client requests with snapshot changes, and send responses one decision at a time.
+apply client requests, follow snapshot changes, and send responses one decision at a time.
 
 The variant (SotW or delta) supplies ``handle`` (apply one request to per-type state) and
-``next_response`` (the next response to send, or None). Both are synchronous and pure with respect
-to I/O, which keeps the protocol logic testable and the loop here small.
+``next_response`` (the next response to send, or None). Both are synchronous and free of I/O,
+which keeps the protocol logic testable and the loop here small.
+
+Two tasks drive a stream: the reader applies each request as it arrives (so an ACK reaches the
+callbacks without an extra hop), and the handler task pushes when the node's snapshot changes.
+Both send through ``_push``, which holds a lock so responses leave in decision order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import grpc
 
 from meshctl.xds import resources as r
 from meshctl.xds.cache import SnapshotCache
+from meshctl.xds.callbacks import CallbackRunner
 from meshctl.xds.snapshot import Snapshot
 from meshctl.xds.status import NodeInfo, ProxyStatusRegistry, StreamKind
 
 log = logging.getLogger("meshctl.xds")
 
 Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-# Fire-and-forget callback tasks must be referenced somewhere or they can be garbage-collected mid-run.
-_background: set[asyncio.Task[Any]] = set()
-
-
-class XdsCallbacks:
-    """Optional hooks; subclass and override what you need (sync or ``async def``).
-
-    Any object with any subset of these methods works too. Exceptions are logged, never propagated.
-    """
-
-    def on_stream_open(self, node: NodeInfo) -> Awaitable[None] | None:
-        """Before the first response: build the node's baseline snapshot now (bounded wait ~5 s)."""
-        return None
-
-    def on_ack(self, node_id: str, type_url: str, version: str) -> Awaitable[None] | None:
-        return None
-
-    def on_nack(self, node_id: str, type_url: str, version: str, error: str) -> Awaitable[None] | None:
-        return None
-
-    def on_stream_closed(self, node_id: str) -> Awaitable[None] | None:
-        return None
-
-
-class CallbackRunner:
-    def __init__(self, target: object | None):
-        self._target = target
-
-    async def call(self, name: str, *args: Any, wait_s: float | None = None) -> None:
-        fn = getattr(self._target, name, None)
-        if fn is None:
-            return
-        try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                _background.add(task)
-                task.add_done_callback(_finish)
-                # shield: a slow hook is waited for at most `timeout`, but never cancelled half-way.
-                await asyncio.wait_for(asyncio.shield(task), wait_s)
-        except TimeoutError:
-            log.warning("xds callback %s still running after %.1fs; continuing", name, wait_s)
-        except Exception:
-            log.exception("xds callback %s failed", name)
-
-    def fire(self, name: str, *args: Any) -> None:
-        """Call without waiting (used while a stream is being torn down)."""
-        fn = getattr(self._target, name, None)
-        if fn is None:
-            return
-        try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                _background.add(task)
-                task.add_done_callback(_finish)
-        except Exception:
-            log.exception("xds callback %s failed", name)
-
-
-def _finish(task: asyncio.Task[Any]) -> None:
-    _background.discard(task)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("xds callback failed: %r", exc)
 
 
 class StreamContext:
-    """What a variant needs from the shared loop while deciding: node, status, callbacks."""
+    """What a variant needs while deciding: the node, status, and the hooks to call afterwards."""
 
-    def __init__(self, node: NodeInfo, status: ProxyStatusRegistry, callbacks: CallbackRunner):
+    def __init__(self, node: NodeInfo, status: ProxyStatusRegistry):
         self.node = node
         self.status = status
-        self.callbacks = callbacks
+        self.hooks: list[tuple[str, tuple[Any, ...]]] = []  # run after the request is applied
         self._nonce = 0
         self._warned: set[str] = set()
 
@@ -116,20 +53,25 @@ class StreamContext:
             log.warning("node %s: ignoring requests for unknown type URL %r", self.node.id, type_url)
         return False
 
-    async def acked(self, type_url: str, version: str) -> None:
+    def acked(self, type_url: str, version: str) -> None:
         self.status.record_ack(self.node.id, type_url, version)
-        await self.callbacks.call("on_ack", self.node.id, type_url, version)
+        self.hooks.append(("on_ack", (self.node.id, type_url, version)))
 
-    async def nacked(self, type_url: str, version: str, error: str) -> None:
+    def resumed(self, type_url: str, version: str) -> None:
+        """A reconnecting proxy already holds ``version``: as good as an ACK, nothing sent."""
+        self.status.record_resumed(self.node.id, type_url, version)
+        self.hooks.append(("on_ack", (self.node.id, type_url, version)))
+
+    def nacked(self, type_url: str, version: str, error: str) -> None:
         log.warning("node %s NACKed %s version %s: %s", self.node.id, r.SHORT_NAMES[type_url], version, error)
         self.status.record_nack(self.node.id, type_url, version, error)
-        await self.callbacks.call("on_nack", self.node.id, type_url, version, error)
+        self.hooks.append(("on_nack", (self.node.id, type_url, version, error)))
 
     def sent(self, type_url: str, version: str) -> None:
         self.status.record_sent(self.node.id, type_url, version)
 
 
-class AdsStream(ABC, Generic[Req, Resp]):
+class AdsStream(ABC, Generic[Req]):
     kind: ClassVar[StreamKind]
 
     def __init__(
@@ -144,100 +86,119 @@ class AdsStream(ABC, Generic[Req, Resp]):
         self.callbacks = callbacks
         self.snapshot_wait_s = snapshot_wait_s
         self.snapshot: Snapshot | None = None
-        self._inbox: collections.deque[Req] = collections.deque()
+        self._inbox: collections.deque[Req] = collections.deque()  # read ahead before we are ready
+        self._ready = False
         self._wake = asyncio.Event()
-        self._reader_done = False
+        self._done = False
+        self._abort: tuple[grpc.StatusCode, str] | None = None
+        self._send = asyncio.Lock()
 
     # -- variant hooks -------------------------------------------------------------------------
     @abstractmethod
     def setup(self, ctx: StreamContext) -> None: ...
 
     @abstractmethod
-    async def handle(self, request: Req) -> None: ...
+    def handle(self, request: Req) -> None: ...
 
     @abstractmethod
-    def next_response(self) -> Resp | None: ...
+    def next_response(self) -> bytes | None: ...
 
     # -- shared loop ---------------------------------------------------------------------------
-    async def run(
-        self, requests: AsyncIterator[Req], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Resp]:
-        try:
-            first: Any = await anext(requests)
-        except StopAsyncIteration:
+    async def run(self, context: grpc.aio.ServicerContext) -> None:
+        first: Any = await context.read()
+        if first is grpc.aio.EOF:
             return
         if not first.HasField("node") or not first.node.id:
             log.warning("rejecting %s stream: first request has no node id", self.kind)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id")
         node = NodeInfo.from_proto(first.node)
-        ctx = StreamContext(node, self.status, self.callbacks)
+        self.ctx = ctx = StreamContext(node, self.status)
         self.setup(ctx)
         token = self.status.open(node, self.kind)
         log.info("node %s (%s) opened %s ADS stream", node.id, node.cluster, self.kind)
-        reader = watcher = None
+        self._inbox.append(first)
+        reader = asyncio.create_task(self._read(context))
+        listening = False
         try:
-            # Read ahead while the baseline snapshot is being built, so that requests which arrive
-            # together are answered together, in push order.
-            self._inbox.append(first)
-            reader = asyncio.create_task(self._read(requests))
             await self.callbacks.call("on_stream_open", node, wait_s=self.snapshot_wait_s)
-            self.snapshot = self.cache.get_snapshot(node.id)
-            if self.snapshot is None:
+            if self.cache.get_snapshot(node.id) is None:
                 try:
-                    self.snapshot = await asyncio.wait_for(
-                        self.cache.wait_for_change(node.id, None), self.snapshot_wait_s
-                    )
+                    await asyncio.wait_for(self.cache.wait_for_change(node.id, None), self.snapshot_wait_s)
                 except TimeoutError:
                     log.warning(
                         "node %s: no snapshot after %.1fs; waiting for one", node.id, self.snapshot_wait_s
                     )
-            watcher = asyncio.create_task(self._watch(node.id))
+            self.cache.add_listener(node.id, self._wake)
+            listening = True
+            self.snapshot = self.cache.get_snapshot(node.id)
+            # Requests that arrived together are applied together, then answered in push order.
+            while self._inbox:
+                if not await self._apply(self._inbox.popleft()):
+                    break
+            self._ready = True
+            await self._push(context)
             while True:
-                self._wake.clear()
-                while self._inbox:
-                    request = self._inbox.popleft()
-                    if (other := self._other_node_id(request, node.id)) is not None:
-                        log.warning("node %s: stream sent a different node id %r; closing", node.id, other)
-                        await context.abort(
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                            f"node id changed mid-stream from {node.id!r} to {other!r}",
-                        )
-                    await self.handle(request)
-                if self.snapshot is not None:
-                    while (response := self.next_response()) is not None:
-                        yield response
-                if self._reader_done and not self._inbox:
-                    return
                 await self._wake.wait()
+                self._wake.clear()
+                if self._abort is not None:
+                    await context.abort(*self._abort)
+                if self._done:
+                    return
+                await self._push(context)
         finally:
-            for task in (reader, watcher):
-                if task is not None:
-                    task.cancel()
+            reader.cancel()
+            if listening:
+                self.cache.remove_listener(node.id, self._wake)
             self.status.close(node.id, token)
             log.info("node %s closed %s ADS stream", node.id, self.kind)
             self.callbacks.fire("on_stream_closed", node.id)
 
-    @staticmethod
-    def _other_node_id(request: Any, node_id: str) -> str | None:
-        if request.HasField("node") and request.node.id and request.node.id != node_id:
-            return str(request.node.id)
-        return None
-
-    async def _read(self, requests: AsyncIterator[Req]) -> None:
+    async def _read(self, context: grpc.aio.ServicerContext) -> None:
         try:
-            async for request in requests:
-                self._inbox.append(request)
-                self._wake.set()
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                if not self._ready:
+                    self._inbox.append(request)
+                elif not await self._apply(request):
+                    return
+                else:
+                    await self._push(context)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            # The client went away or sent garbage; the main loop ends the stream cleanly.
-            log.debug("ADS stream read ended: %r", exc)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("node %s: ADS stream read ended: %s", self.ctx.node.id, exc.code())
+        except Exception:
+            # A bug here must end this stream only, visibly.
+            log.exception("node %s: ADS %s stream failed", self.ctx.node.id, self.kind)
+            self._abort = (grpc.StatusCode.INTERNAL, "internal error in xDS server")
         finally:
-            self._reader_done = True
+            self._done = True
             self._wake.set()
 
-    async def _watch(self, node_id: str) -> None:
-        while True:
-            self.snapshot = await self.cache.wait_for_change(node_id, self.snapshot)
+    async def _apply(self, request: Any) -> bool:
+        """Apply one request and run the hooks it triggered; False once the stream must end."""
+        node_id = self.ctx.node.id
+        if request.HasField("node") and request.node.id and request.node.id != node_id:
+            log.warning("node %s: stream sent a different node id %r; closing", node_id, request.node.id)
+            self._abort = (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node id changed mid-stream from {node_id!r} to {request.node.id!r}",
+            )
             self._wake.set()
+            return False
+        self.handle(request)
+        hooks, self.ctx.hooks = self.ctx.hooks, []
+        for name, args in hooks:
+            await self.callbacks.call(name, *args)
+        return True
+
+    async def _push(self, context: grpc.aio.ServicerContext) -> None:
+        async with self._send:
+            # Only the newest snapshot matters: changes since the last push collapse into one.
+            self.snapshot = self.cache.get_snapshot(self.ctx.node.id)
+            if self.snapshot is None:
+                return
+            while self._abort is None and (response := self.next_response()) is not None:
+                await context.write(response)

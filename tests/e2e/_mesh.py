@@ -119,7 +119,9 @@ class Mesh:
             tick_s=tick_s,
         )
         app = create_app(plane, token_table(), manage=True, xds_port=0)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+        # socket says TCP; with proto 0 every keep-alive answer waits ~40 ms on Nagle + delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port first
         port = sock.getsockname()[1]
@@ -198,7 +200,15 @@ class Mesh:
         return up
 
     async def provider_process(
-        self, pid: str, zone: str, *, capacity: float, p99: float, cost: float, ttl_s: float | None = None, **kw: Any
+        self,
+        pid: str,
+        zone: str,
+        *,
+        capacity: float,
+        p99: float,
+        cost: float,
+        ttl_s: float | None = None,
+        **kw: Any,
     ) -> None:
         """Like `provider`, but the upstream runs in a child process that `kill(pid)` ends for real.
 

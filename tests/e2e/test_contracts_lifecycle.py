@@ -47,7 +47,7 @@ async def test_lapsed_lease_moves_traffic_to_remaining_providers(mesh: Mesh) -> 
 
     # ga-a's process dies and its heartbeats stop, while the consumer keeps sending 100 rps.
     tally = Tally()
-    traffic = asyncio.create_task(paced(sc.port, CAPABILITY, 700, rps=100, into=tally))
+    traffic = asyncio.create_task(paced(sc.port, CAPABILITY, 500, rps=100, into=tally))
     await asyncio.sleep(1.0)
     died_at = time.monotonic()
     mesh.stop_heartbeats("ga-a")
@@ -74,7 +74,6 @@ async def test_lapsed_lease_moves_traffic_to_remaining_providers(mesh: Mesh) -> 
 
     # Retries and failover endpoints absorb the outage; only a handful may fail before ejection.
     failed = tally.failed()
-    print("LAPSE", describe(tally), "lapse after", lapsed_at - died_at, "resolved after", resolved_at - died_at)
     assert len(failed) <= 5, describe(tally)
     assert all(r.upstream != "ga-a" for r in tally.since(died_at + 0.1).replies)
     settled = tally.since(resolved_at + 0.2)

@@ -106,7 +106,10 @@ class FakeSidecar:
             else:
                 self.acked[t] = resp.version_info
                 reply = discovery_pb2.DiscoveryRequest(
-                    type_url=t, version_info=resp.version_info, response_nonce=resp.nonce, resource_names=names
+                    type_url=t,
+                    version_info=resp.version_info,
+                    response_nonce=resp.nonce,
+                    resource_names=names,
                 )
             await self._call.write(reply)
 

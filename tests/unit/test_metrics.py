@@ -51,7 +51,9 @@ async def test_metrics_follow_proxies_contracts_pushes_nacks_and_resolves() -> N
             offered = await plane.negotiator.propose("agent-1", request(500))  # beyond what is left
             assert offered.outcome == "counter_offer"
             # The reports sidecar rejects the route its contract brings.
-            nacked = await plane.negotiator.propose("agent-2", request(20, consumer="reports"), wait_acked=True)
+            nacked = await plane.negotiator.propose(
+                "agent-2", request(20, consumer="reports"), wait_acked=True
+            )
             assert nacked.outcome == "admitted"
             await until(lambda: bad.nacked, what="the NACK")
 

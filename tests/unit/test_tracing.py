@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 
 import grpc
@@ -10,14 +10,25 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from ops_support import FakeSidecar, provider, request, running_plane, until
 
 from meshctl.tracing import setup_tracing, shutdown_tracing
 from meshctl.xds import resources as r
 
-_EXPORTER = InMemorySpanExporter()
+
+class _Recorder(InMemorySpanExporter):
+    """Keeps spans only while a test asks for them: the global provider outlives this module, and
+    later tests' spans should not pile up here."""
+
+    recording = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return super().export(spans) if self.recording else SpanExportResult.SUCCESS
+
+
+_EXPORTER = _Recorder()
 
 
 def _global_sdk_provider() -> TracerProvider:
@@ -37,7 +48,9 @@ def _global_sdk_provider() -> TracerProvider:
 def spans() -> Iterator[InMemorySpanExporter]:
     _global_sdk_provider()
     _EXPORTER.clear()
+    _EXPORTER.recording = True
     yield _EXPORTER
+    _EXPORTER.recording = False
     _EXPORTER.clear()
 
 

@@ -32,7 +32,9 @@ async def test_topology_at_an_instant_and_by_version(story_api: tuple[Story, htt
     assert during["version"] == s.versions["admitted"]
     assert [p["id"] for p in during["providers"]] == ["p-eph", "p-static"]
 
-    by_version = (await api.get("/v1/topology", params={"version": s.versions["ephemeral"]}, headers=AGENT)).json()
+    by_version = (
+        await api.get("/v1/topology", params={"version": s.versions["ephemeral"]}, headers=AGENT)
+    ).json()
     assert by_version["cause"] == "provider registered" and by_version["contracts"] == []
 
     live = (await api.get("/v1/topology", headers=AGENT)).json()
@@ -49,14 +51,18 @@ async def test_history_list_window_and_counts(story_api: tuple[Story, httpx.Asyn
     rows = (await api.get("/v1/topology/history", headers=AGENT)).json()
     assert [r["version"] for r in rows] == list(range(1, s.versions["resolved"] + 1))
     assert [(r["providers"], r["contracts"]) for r in rows][-3:] == [(2, 1), (1, 1), (1, 1)]
-    windowed = (await api.get("/v1/topology/history", params={"since": 1002, "until": 1008}, headers=AGENT)).json()
+    windowed = (
+        await api.get("/v1/topology/history", params={"since": 1002, "until": 1008}, headers=AGENT)
+    ).json()
     assert [r["cause"] for r in windowed] == ["provider registered", "contract admitted"]
 
 
 async def test_diff_endpoint(story_api: tuple[Story, httpx.AsyncClient]) -> None:
     s, api = story_api
     r = await api.get(
-        "/v1/topology/diff", params={"from": s.versions["admitted"], "to": s.versions["resolved"]}, headers=AGENT
+        "/v1/topology/diff",
+        params={"from": s.versions["admitted"], "to": s.versions["resolved"]},
+        headers=AGENT,
     )
     assert r.status_code == 200
     d = r.json()

@@ -41,7 +41,9 @@ def _provider(pid: str, zone: str, ttl: float | None = None) -> dict[str, Any]:
     }
 
 
-def _contract(cid: str, state: str, shares: list[dict[str, Any]], failover: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _contract(
+    cid: str, state: str, shares: list[dict[str, Any]], failover: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "id": cid,
         "owner": "agent",
@@ -66,7 +68,11 @@ SNAP: dict[str, Any] = {
     "at": 1003.0,
     "cause": 'link "eu-a|eu-b" changed',
     "detail": {},
-    "zones": [{"name": "eu-a", "region": "eu"}, {"name": "eu-b", "region": "eu"}, {"name": "us-a", "region": "us"}],
+    "zones": [
+        {"name": "eu-a", "region": "eu"},
+        {"name": "eu-b", "region": "eu"},
+        {"name": "us-a", "region": "us"},
+    ],
     "links": [{"a": "eu-a", "b": "eu-b", "latency_ms": 2.0}],
     "providers": [_provider("p-a", "eu-a"), _provider("p-b", "eu-b", ttl=5)],
     "consumers": {},
