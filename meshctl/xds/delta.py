@@ -44,6 +44,8 @@ class DeltaTypeState:
     # diff while neither changed.
     epoch: int = 0
     level: tuple[str, int] | None = None
+    # The snapshot whose whole type the client holds exactly (at `epoch`), for O(changes) diffs.
+    level_snapshot: tuple[Snapshot, int] | None = None
     rev: int = 0  # bumped whenever has/known/before may have changed (memo key)
 
     def wants(self, name: str) -> bool:
@@ -66,6 +68,7 @@ class DeltaTypeState:
                 self.known[name] = entry
         self.before = {}
         self.level = None
+        self.level_snapshot = None
 
     def live(self) -> list[Entry]:
         """Resources the client may be running: what it holds, plus what an in-flight response replaces
@@ -166,6 +169,8 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
         if t not in r.CLUSTER_TYPES:
             return chosen, snap.version(t)
         rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
+        if not rds.known and not rds.before:
+            return chosen, snap.version(t)  # no routes on the proxy, so nothing to keep alive
         key = (snap, rds.rev, cds.rev, eds.rev)
         if (
             self._kept_memo is not None
@@ -199,18 +204,47 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
             target, version = self._target(snap, t)
             if version in st.nacked or (not st.force and st.level == (version, st.epoch)):
                 continue
-            has, force = st.has, st.force
-            changed = [e for n, e in target.items() if has.get(n) != e.hash]
-            changed += [target[n] for n in force if n in target and has.get(n) == target[n].hash]
-            removed = [n for n in has if n not in target]
-            removed += [n for n in force if n not in target and n not in has]
+            changed, removed = self._diff(snap, t, st, target)
+            # After this pass the client holds exactly `target`; remember it if it is a whole type.
+            leveled = (snap, st.epoch) if target is snap.entries(t) else None
             # The first response of a stream goes out even if empty: it ends the client's initial
             # fetch (Envoy would otherwise wait 15 s) and tells a reconnected client it is current.
             if changed or removed or st.sent_version is None:
-                return self._respond(t, st, changed, sorted(removed), version)
-            force.clear()
+                response = self._respond(t, st, changed, sorted(removed), version)
+                st.level_snapshot = leveled
+                return response
+            st.force.clear()
             st.level = (version, st.epoch)
+            st.level_snapshot = leveled
         return None
+
+    @staticmethod
+    def _diff(
+        snap: Snapshot, t: str, st: DeltaTypeState, target: Mapping[str, Entry]
+    ) -> tuple[list[Entry], list[str]]:
+        """What to send and what to remove so the client holds exactly ``target``.
+
+        Runs on every push. When the client holds exactly an earlier snapshot's whole type, big
+        types are diffed bucket by bucket in O(changes); otherwise on plain name->hash dicts.
+        """
+        has, force = st.has, st.force
+        whole = target is snap.entries(t)
+        level = st.level_snapshot
+        if whole and not force and level is not None and level[1] == st.epoch:
+            quick = snap.changes_since(level[0], t)
+            if quick is not None:
+                return [target[n] for n in quick[0]], quick[1]
+        hashes = snap.resource_versions(t) if whole else {n: e.hash for n, e in target.items()}
+        get = has.get
+        names = [n for n, h in hashes.items() if get(n) != h]
+        added = sum(1 for n in names if n not in has)
+        if force:
+            names += [n for n in force if n in hashes and get(n) == hashes[n]]
+        # Names held but no longer targeted exist iff `has` is bigger than its overlap with the target.
+        removed = [n for n in has if n not in hashes] if len(has) - (len(hashes) - added) > 0 else []
+        if force:
+            removed += [n for n in force if n not in hashes and n not in has]
+        return [target[n] for n in names], removed
 
     def _respond(
         self, t: str, st: DeltaTypeState, changed: list[Entry], removed: list[str], version: str

@@ -6,6 +6,7 @@ Each stream runs independently; a failure in one is logged and ends only that st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -99,7 +100,11 @@ class XdsServer:
         self._options = list(options) if options is not None else SERVER_OPTIONS
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
-        self.active_streams = 0
+        self._streams: set[AdsStream[Any]] = set()
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Bind and serve; returns the bound port (``port=0`` picks a free one)."""
@@ -120,15 +125,26 @@ class XdsServer:
         return bound
 
     async def stop(self, grace: float | None = 1.0) -> None:
-        """Stop accepting streams and close open ones after ``grace`` seconds."""
+        """Stop accepting streams and close open ones (within ``grace`` seconds)."""
         server, self._server = self._server, None
-        if server is not None:
-            await server.stop(grace)
-            log.info("xDS server stopped")
+        if server is None:
+            return
+        # End streams with status OK first, so proxies reconnect promptly and gRPC has nothing to
+        # cancel; whatever is still running when the wait ends is cancelled by server.stop.
+        streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+        if streams:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(s.finished.wait() for s in streams)), max(grace or 0.0, 0.1)
+                )
+        await server.stop(grace)
+        log.info("xDS server stopped")
 
     async def _serve(self, kind: type[AdsStream[Any]], context: grpc.aio.ServicerContext) -> None:
         stream = kind(self.cache, self.status, self.callbacks, self.snapshot_wait_s)
-        self.active_streams += 1
+        self._streams.add(stream)
         try:
             await stream.run(context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -138,4 +154,4 @@ class XdsServer:
             log.exception("ADS %s stream failed", kind.kind)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error in xDS server")
         finally:
-            self.active_streams -= 1
+            self._streams.discard(stream)

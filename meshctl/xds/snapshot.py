@@ -17,19 +17,52 @@ from meshctl.xds.resources import Entry
 
 _EMPTY: Mapping[str, Entry] = MappingProxyType({})
 _EMPTY_VERSION = r.version_of(())
+# Types at least this big are also hashed in buckets, so that a delta stream can find the few
+# changed resources among thousands without comparing them all on every push.
+_BUCKETED = 512
+
+
+class _Buckets:
+    """A type's name->hash map split into buckets, each with its own version."""
+
+    __slots__ = ("maps", "mask", "versions")
+
+    def __init__(self, hashes: Mapping[str, str]):
+        count = 1 << max(4, (len(hashes) // 32).bit_length())  # ~16-32 resources per bucket
+        self.mask = count - 1
+        self.maps: list[dict[str, str]] = [{} for _ in range(count)]
+        for name, digest in hashes.items():
+            # hash() is randomised per process, which is fine: buckets never leave the process.
+            self.maps[hash(name) & self.mask][name] = digest
+        self.versions = [r.version_of(m.items()) for m in self.maps]
+
+    def diff(self, old: _Buckets) -> tuple[list[str], list[str]] | None:
+        """(changed or added names, removed names) going from ``old`` to self; None if incomparable."""
+        if old.mask != self.mask:
+            return None
+        changed: list[str] = []
+        removed: list[str] = []
+        for i, version in enumerate(self.versions):
+            if version == old.versions[i]:
+                continue
+            new_map, old_map = self.maps[i], old.maps[i]
+            get = old_map.get
+            changed += [n for n, h in new_map.items() if get(n) != h]
+            removed += [n for n in old_map if n not in new_map]
+        return changed, removed
 
 
 class Snapshot:
     """All resources one node should have, grouped by type URL, with per-type versions."""
 
-    __slots__ = ("_blobs", "_entries", "_missing", "_versions")
+    __slots__ = ("_blobs", "_buckets", "_entries", "_hashes", "_missing", "_versions")
 
     def __init__(self, entries: Mapping[str, Mapping[str, Entry]]):
         # Private: use Snapshot.build. Entries are already frozen mappings.
         self._entries = entries
-        self._versions = {
-            t: r.version_of((n, e.hash) for n, e in by_name.items()) for t, by_name in entries.items()
-        }
+        self._hashes = {t: {n: e.hash for n, e in by_name.items()} for t, by_name in entries.items()}
+        self._versions = {t: r.version_of(hashes.items()) for t, hashes in self._hashes.items()}
+        self._buckets = {t: _Buckets(h) for t, h in self._hashes.items() if len(h) >= _BUCKETED}
         # Checked once here, so that setting one snapshot on many nodes costs nothing per node.
         self._missing = self._dangling()
         self._blobs: dict[str, bytes] = {}
@@ -71,7 +104,8 @@ class Snapshot:
         return MappingProxyType({n: e.message for n, e in self.entries(type_url).items()})
 
     def resource_versions(self, type_url: str) -> Mapping[str, str]:
-        return MappingProxyType({n: e.hash for n, e in self.entries(type_url).items()})
+        """Content hash per resource name (what delta xDS calls the resource version)."""
+        return MappingProxyType(self._hashes.get(type_url, {}))
 
     def version(self, type_url: str) -> str:
         """Version of one type; a type with no resources has the (constant) empty version."""
@@ -112,6 +146,16 @@ class Snapshot:
                 "; ".join(parts),
                 details={"missing_endpoints": missing_eds, "missing_routes": missing_rds},
             )
+
+    def changes_since(self, old: Snapshot, type_url: str) -> tuple[list[str], list[str]] | None:
+        """Names changed/added and removed in one (big) type since ``old``, in O(changes).
+
+        None when the type is too small to be bucketed (a plain comparison is cheap then).
+        """
+        new_b, old_b = self._buckets.get(type_url), old._buckets.get(type_url)
+        if new_b is None or old_b is None:
+            return None
+        return new_b.diff(old_b)
 
     def sotw_blob(self, type_url: str) -> bytes:
         """Every resource of a type as serialised ``DiscoveryResponse.resources`` fields (cached)."""

@@ -73,7 +73,7 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
     def setup(self, ctx: StreamContext) -> None:
         self.ctx = ctx
         self.types: dict[str, SotwTypeState] = {t: SotwTypeState() for t in r.ORDER}
-        self._kept_memo: tuple[tuple[object, ...], dict[str, dict[str, Entry]]] | None = None
+        self._kept_memo: tuple[tuple[object, ...], tuple[int, ...], dict[str, dict[str, Entry]]] | None = None
 
     def handle(self, request: discovery_pb2.DiscoveryRequest) -> None:
         t = request.type_url
@@ -127,19 +127,18 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
         if t not in r.CLUSTER_TYPES:
             return {}
         rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
+        if not rds.acked and not rds.sent:
+            return {}  # no routes on the proxy, so nothing to keep alive
         # Sent/ACKed mappings are replaced, never mutated, so identity tells whether anything moved.
         key = (snap, rds.acked, rds.sent, cds.acked, cds.sent, eds.acked, eds.sent)
+        ids = tuple(map(id, key))  # the memo holds the objects, so their ids cannot be reused meanwhile
         memo = self._kept_memo
-        if (
-            memo is not None
-            and len(memo[0]) == len(key)
-            and all(a is b for a, b in zip(memo[0], key, strict=True))
-        ):
-            kept_all = memo[1]
+        if memo is not None and memo[1] == ids:
+            kept_all = memo[2]
         else:
             refs = mbb.route_refs(rds.live())
             kept_all = mbb.kept_resources(snap, (cds.acked, cds.sent), (eds.acked, eds.sent), refs)
-            self._kept_memo = (key, kept_all)
+            self._kept_memo = (key, ids, kept_all)
         kept = kept_all[t]
         return {n: e for n, e in kept.items() if st.wants(n)} if kept else {}
 

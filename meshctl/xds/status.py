@@ -106,7 +106,10 @@ class ProxyStatus:
     types: dict[str, TypeStatus] = field(default_factory=dict)
 
     def type(self, type_url: str) -> TypeStatus:
-        return self.types.setdefault(type_url, TypeStatus())
+        s = self.types.get(type_url)
+        if s is None:
+            s = self.types[type_url] = TypeStatus()
+        return s
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from meshctl.xds import resources as r
 from meshctl.xds.cache import SnapshotCache
@@ -92,6 +93,7 @@ class AdsStream(ABC, Generic[Req]):
         self._done = False
         self._abort: tuple[grpc.StatusCode, str] | None = None
         self._send = asyncio.Lock()
+        self.finished = asyncio.Event()
 
     # -- variant hooks -------------------------------------------------------------------------
     @abstractmethod
@@ -104,8 +106,23 @@ class AdsStream(ABC, Generic[Req]):
     def next_response(self) -> bytes | None: ...
 
     # -- shared loop ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """End the stream cleanly (status OK) at the next turn: used on server shutdown."""
+        self._done = True
+        self._wake.set()
+
     async def run(self, context: grpc.aio.ServicerContext) -> None:
-        first: Any = await context.read()
+        try:
+            await self._run(context)
+        finally:
+            self.finished.set()
+
+    async def _run(self, context: grpc.aio.ServicerContext) -> None:
+        try:
+            first: Any = await context.read()
+        except DecodeError:
+            log.warning("rejecting %s stream: undecodable first request", self.kind)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
         if first is grpc.aio.EOF:
             return
         if not first.HasField("node") or not first.node.id:
@@ -169,6 +186,9 @@ class AdsStream(ABC, Generic[Req]):
             raise
         except grpc.aio.AioRpcError as exc:
             log.debug("node %s: ADS stream read ended: %s", self.ctx.node.id, exc.code())
+        except DecodeError:
+            log.warning("node %s: undecodable request; closing the stream", self.ctx.node.id)
+            self._abort = (grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
         except Exception:
             # A bug here must end this stream only, visibly.
             log.exception("node %s: ADS %s stream failed", self.ctx.node.id, self.kind)

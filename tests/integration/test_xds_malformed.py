@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from envoy.service.discovery.v3 import discovery_pb2
 
 from meshctl.xds import CLUSTER, ENDPOINT
 
@@ -166,6 +167,7 @@ async def test_node_id_changing_mid_stream_closes_the_stream(env: tuple[Any, Hea
 
 async def test_undecodable_bytes_end_only_that_stream(env: tuple[Any, Healthy]) -> None:
     h, healthy = env
+    # A bytes-in, bytes-out view of the ADS method, to send what no protobuf client would.
     raw = h.channel.stream_stream(
         "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
         request_serializer=None,
@@ -173,8 +175,22 @@ async def test_undecodable_bytes_end_only_that_stream(env: tuple[Any, Healthy]) 
     )
     call = raw()
     await call.write(b"\xff\xff\xff\xff not a protobuf")
-    with pytest.raises(grpc.aio.AioRpcError):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
         await call.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await healthy.check()
+
+    # The same garbage later in an established stream ends that stream the same way.
+    h.cache.set_snapshot("n1", R.snapshot(["a"]))
+    call = raw()
+    first = discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=H.node("n1"))
+    await call.write(first.SerializeToString())
+    response = discovery_pb2.DiscoveryResponse.FromString(await call.read())
+    assert response.type_url == CLUSTER
+    await call.write(b"\xff\xff garbage")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await healthy.check()
 
 

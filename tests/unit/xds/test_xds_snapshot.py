@@ -100,3 +100,17 @@ def test_reference_helpers() -> None:
     assert listener_route_names(R.api_listener("l", "grpc-rc")) == {"grpc-rc"}
     assert route_cluster_names(R.route("r", {"a": 1, "b": 2})) == {"a", "b"}
     assert route_cluster_names(R.route("r", ["only"])) == {"only"}
+
+
+def test_changes_since_matches_a_full_comparison() -> None:
+    old = Snapshot.build([R.static_cluster(f"c{i}") for i in range(2000)])
+    new_resources = [R.static_cluster(f"c{i}", port=10 if i % 500 == 0 else 9) for i in range(1, 2000)]
+    new = Snapshot.build([*new_resources, R.static_cluster("extra")])
+    quick = new.changes_since(old, CLUSTER)
+    assert quick is not None
+    changed, removed = quick
+    old_v, new_v = old.resource_versions(CLUSTER), new.resource_versions(CLUSTER)
+    assert sorted(changed) == sorted(n for n, h in new_v.items() if old_v.get(n) != h)
+    assert sorted(removed) == ["c0"]
+    # Small types are not bucketed: callers fall back to comparing directly.
+    assert R.snapshot(["a"]).changes_since(R.snapshot(["b"]), CLUSTER) is None
