@@ -35,7 +35,7 @@ from meshctl.controlplane import ControlPlane
 from meshctl.governance.policy import PolicySet
 from meshctl.local.envoy import EnvoyProcess, envoy_binary
 from meshctl.local.net import free_port, http_request, wait_for
-from meshctl.local.upstream import UpstreamServer
+from meshctl.local.upstream import UpstreamProcess
 from meshctl.store.memory import MemoryStore
 from meshctl.topology.loader import load_topology
 
@@ -68,7 +68,7 @@ PROVIDERS = [
 class Demo:
     def __init__(self, fast: bool) -> None:
         self.pause_s = 0.3 if fast else 1.5
-        self.upstreams: dict[str, UpstreamServer] = {}
+        self.upstreams: dict[str, UpstreamProcess] = {}
         self.envoy: EnvoyProcess | None = None
         self.server: uvicorn.Server | None = None
         self.heartbeating: set[str] = set()
@@ -218,7 +218,7 @@ async def _story(demo: Demo, keep: bool) -> int:
         for c in ("provider", "zone", "capacity rps", "p99 ms", "cost/1k", "compliance", "note"):
             t.add_column(c)
         for p in PROVIDERS:
-            up = UpstreamServer(p.id).start()
+            up = await asyncio.to_thread(UpstreamProcess(p.id).start)
             demo.upstreams[p.id] = up
             body = {
                 "id": p.id,
@@ -331,7 +331,7 @@ async def _story(demo: Demo, keep: bool) -> int:
             "priority 1) absorb the gap.",
         )
         demo.heartbeating.discard(vanished)
-        demo.upstreams[vanished].stop()
+        demo.upstreams[vanished].kill()
         traffic_task = asyncio.create_task(demo.traffic(900))
         await wait_for(lambda: plane.state.graph.provider(vanished) is None, timeout=10, what="lease lapse")
         by_up, statuses = await traffic_task

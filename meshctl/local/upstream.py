@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,3 +104,61 @@ class UpstreamServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class UpstreamProcess:
+    """An UpstreamServer in its own process, for when a provider must die for real.
+
+    In-process upstreams keep answering on established keep-alive connections after `stop()`;
+    a killed process does not. Started as `python -m meshctl.local.upstream NAME`, stopped by PID.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 10.0) -> UpstreamProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshctl.local.upstream", self.name],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.strip().isdigit():
+            self.kill()
+            raise RuntimeError(f"upstream {self.name} did not start (got {line!r})")
+        self.port = int(line)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the provider vanishes without a goodbye, connections reset."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+if __name__ == "__main__":
+    server = UpstreamServer(sys.argv[1]).start()
+    print(server.port, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
