@@ -18,7 +18,7 @@ from typing import Any
 from meshctl.contracts.lifecycle import Lifecycle
 from meshctl.contracts.service import Negotiator
 from meshctl.contracts.state import MeshState
-from meshctl.errors import Conflict, NotFound, ValidationFailed
+from meshctl.errors import Conflict, NotFound, StoreUnavailable, ValidationFailed
 from meshctl.governance.policy import PolicySet
 from meshctl.metrics import Metrics
 from meshctl.model import (
@@ -57,7 +57,10 @@ class ControlPlane:
         tick_s: float = 0.2,
     ) -> None:
         self.store = store
-        self.origin = origin or uuid.uuid4().hex[:8]
+        # The store stamps every change event with its own origin; a replica whose origin differs
+        # takes its own writes for another replica's and applies them again (a second push, and
+        # for a moment an older version of what it just changed).
+        self.origin = origin or getattr(store, "origin", None) or uuid.uuid4().hex[:8]
         self.clock = clock
         self.tick_s = tick_s
         self.policy_set = policies or PolicySet()
@@ -91,6 +94,7 @@ class ControlPlane:
         self.xds = XdsServer(self.cache, self.status, callbacks=self.sync)
         self.xds_port: int | None = None
         self.history_version = 0
+        self._dumps = history.DumpCache()
         self._tasks: list[asyncio.Task[Any]] = []
         self._history_listeners: list[asyncio.Queue[dict[str, Any]]] = []
         self.metrics.on_refresh(self._refresh_gauges)
@@ -152,12 +156,26 @@ class ControlPlane:
         await self.record("topology file loaded", {"zones": len(tf.zones), "links": len(tf.links)})
 
     async def _keeper(self) -> None:
+        store_down = False
+        grace_from = 0.0
         while True:
             try:
-                await self.lifecycle.lapse_leases()
+                if store_down:
+                    await self.store.ping()
+                    store_down = False
+                    # Heartbeats sent during the outage were refused: every lease gets a full
+                    # ttl from now, or each provider would lapse the moment the store is back.
+                    grace_from = self.clock()
+                    log.warning("store reachable again; leases renewable for one ttl from now")
+                await self.lifecycle.lapse_leases(grace_from=grace_from)
                 await self.lifecycle.expire_due()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:
+                # Expected during an outage: nothing lapses or expires until the store is back.
+                if not store_down:
+                    log.warning("store unavailable, leases and expiry wait for it: %s", exc.message)
+                store_down = True
             except Exception:  # a bad tick must not stop expiry for good
                 log.exception("keeper tick failed")
             await asyncio.sleep(self.tick_s)
@@ -209,7 +227,12 @@ class ControlPlane:
     async def record(self, cause: str, detail: dict[str, Any]) -> None:
         self.history_version += 1
         snap = history.snapshot(
-            self.state, version=self.history_version, at=self.clock(), cause=cause, detail=detail
+            self.state,
+            version=self.history_version,
+            at=self.clock(),
+            cause=cause,
+            detail=detail,
+            cache=self._dumps,
         )
         await self.store.append_history(snap)
         for q in list(self._history_listeners):
@@ -247,13 +270,17 @@ class ControlPlane:
         st = self.status.get(node_id)
         service = st.node.cluster if st else ""
         short = type_url.rsplit(".", 1)[-1]
-        await self.negotiator.audit(
-            actor=f"proxy:{node_id}",
-            subject=node_id,
-            kind="nack",
-            decision=f"{short} {version} rejected",
-            details={"error": error, "service": service},
-        )
+        try:
+            await self.negotiator.audit(
+                actor=f"proxy:{node_id}",
+                subject=node_id,
+                kind="nack",
+                decision=f"{short} {version} rejected",
+                details={"error": error, "service": service},
+            )
+        except StoreUnavailable as exc:
+            # This runs as a task nobody awaits; the NACK stays on the proxy's status regardless.
+            log.warning("NACK from %s not audited, store unavailable: %s", node_id, exc.message)
         # The contracts whose config that node carries learn of the NACK too.
         now = self.clock()
         for c in self.state.live():

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from opentelemetry import trace
 
 from meshctl.contracts.service import Negotiator
-from meshctl.errors import CapacityConflict, Conflict, NotFound
+from meshctl.errors import CapacityConflict, Conflict, NotFound, ValidationFailed
 from meshctl.model import LIVE_STATES, Allocation, Contract, ContractEvent, ContractState
 from meshctl.topology.solver import solve
 
@@ -68,6 +68,22 @@ class Lifecycle:
         if c.state not in LIVE_STATES:
             raise Conflict(f"contract is {c.state}, only active or degraded contracts renew", field="state")
         extra = duration_s or c.request.duration_s
+        # A renewal is a new commitment: the policies decide on it as on a proposal, or a contract
+        # could renew itself past what a deny policy allows (e.g. deny-unbounded-duration).
+        zone = c.request.consumer_zone or self.state.graph.consumer_zone(c.request.consumer) or ""
+        verdict = self.n.policies().evaluate(
+            c.request.model_copy(update={"duration_s": extra}),
+            owner=c.owner,
+            consumer_zone=zone,
+            contract_id=c.id,
+        )
+        if verdict.denied:
+            hits = "; ".join(f"policy:{h.name}: {h.message}" for h in verdict.denied)
+            raise ValidationFailed(
+                f"renewal denied: {hits}",
+                field="duration_s",
+                details={"policies": [h.name for h in verdict.denied]},
+            )
         new = await self._transition(
             c,
             c.state,
@@ -151,10 +167,17 @@ class Lifecycle:
             await self.resolve_degraded()
         return done
 
-    async def lapse_leases(self) -> list[str]:
-        """Providers whose lease ended leave the graph exactly as if they had deregistered."""
+    async def lapse_leases(self, *, grace_from: float = 0.0) -> list[str]:
+        """Providers whose lease ended leave the graph exactly as if they had deregistered.
+
+        No lease ends before `grace_from` + its ttl: the control plane sets it when the store comes
+        back from an outage, during which heartbeats could not be stored."""
         now = self.n.clock()
-        gone = [p.id for p in self.state.graph.providers() if p.expires_at is not None and p.expires_at < now]
+        gone = [
+            p.id
+            for p in self.state.graph.providers()
+            if p.expires_at is not None and max(p.expires_at, grace_from + (p.ttl_s or 0.0)) < now
+        ]
         for pid in gone:
             await self.n.store.delete_provider(pid)
             self.state.graph.remove_provider(pid)

@@ -250,12 +250,13 @@ class Negotiator:
         if not escalate:
             # The proposal entry carries the policy results; the admission must not count them twice.
             await self.audit(actor="system", subject=cid, kind="admission", decision="admitted")
-        await self.record(
-            "contract admitted" if not escalate else "contract pending approval", {"contract": cid}
-        )
         if escalate:
+            await self.record("contract pending approval", {"contract": cid})
             return Decision(outcome=ProposalOutcome.PENDING_APPROVAL, contract=contract, reasons=reasons)
+        # Push before recording history: the proxies apply the new config while this replica
+        # writes the snapshot, instead of after it.
         results = self.push([request.consumer])
+        await self.record("contract admitted", {"contract": cid})
         if wait_acked and results:
             await self.wait_acked(results, ack_timeout_s)
         contract = await self.with_acks(contract)

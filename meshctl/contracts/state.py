@@ -6,7 +6,7 @@ negotiation reads it (fast, no round trip) and writes go through the store's ato
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from meshctl.model import LIVE_STATES, Contract, ContractState, Provider
@@ -31,14 +31,15 @@ class MeshState:
     def held_by(self, contract_id: str) -> dict[str, float]:
         return {p: h[contract_id] for p, h in self.reservations.items() if contract_id in h}
 
-    def residual(self, exclude: str | None = None) -> dict[str, float]:
-        """provider id -> capacity not held by other contracts (``exclude`` counts as free)."""
-        out: dict[str, float] = {}
-        for p in self.graph.providers():
-            held = self.reservations.get(p.id, {})
-            used = sum(r for cid, r in held.items() if cid != exclude)
-            out[p.id] = max(0.0, p.capacity_rps - used)
-        return out
+    def residual(self, exclude: str | None = None) -> Residual:
+        """provider id -> capacity not held by other contracts (``exclude`` counts as free).
+
+        Computed on lookup: a negotiation reads only the candidates of one capability, and walking
+        every provider (and every reservation) of the mesh for each proposal made admission cost
+        grow with the mesh. Iteration lists the providers someone holds capacity on; any other
+        provider is wholly free (the solver reads a missing key as full capacity).
+        """
+        return Residual(self, exclude)
 
     def capacity(self, provider_ids: Iterable[str]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -68,3 +69,28 @@ class MeshState:
             if a and any(s.provider_id == provider_id for s in [*a.shares, *a.failover]):
                 out.append(c)
         return out
+
+
+class Residual(Mapping[str, float]):
+    """A read-only view of residual capacity over a MeshState (see `MeshState.residual`)."""
+
+    __slots__ = ("_exclude", "_state")
+
+    def __init__(self, state: MeshState, exclude: str | None) -> None:
+        self._state = state
+        self._exclude = exclude
+
+    def __getitem__(self, provider_id: str) -> float:
+        p = self._state.graph.provider(provider_id)
+        if p is None:
+            raise KeyError(provider_id)
+        held = self._state.reservations.get(provider_id, {})
+        used = sum(r for cid, r in held.items() if cid != self._exclude)
+        return max(0.0, p.capacity_rps - used)
+
+    def __iter__(self) -> Iterator[str]:
+        graph = self._state.graph
+        return iter([pid for pid, held in self._state.reservations.items() if held and graph.provider(pid)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -97,4 +97,9 @@ class Store(Protocol):
         """Events published after the call, from every replica (including this one)."""
         ...
 
+    async def ping(self) -> None:
+        """Return when the storage answers, raise `StoreUnavailable` when it does not (reads may
+        answer from last-known state during an outage, so they cannot tell)."""
+        ...
+
     async def close(self) -> None: ...

@@ -104,7 +104,8 @@ class RedisStore:
         self._complete: set[str] = set()
         self._known_resv: dict[str, dict[str, float]] | None = None
         self._known_audit: OrderedDict[tuple[int, int | None], list[dict[str, Any]]] = OrderedDict()
-        self._known_history: list[dict[str, Any]] | None = None
+        # As JSON text: parsed only when an outage makes it the answer.
+        self._known_history: list[str] | None = None
         # Server clock minus ours (ms) and its uncertainty, to place follow()'s start without I/O.
         self._clock_offset_ms = 0.0
         self._clock_margin_ms = 5
@@ -365,12 +366,13 @@ class RedisStore:
 
     # -- topology history --------------------------------------------------------------------
     async def append_history(self, snapshot: dict[str, Any]) -> None:
+        # Snapshots hold the whole mesh and come with every change: serialise once.
+        body = _dumps(snapshot)
         async with self._guard("append history"):
-            await self._r.xadd(
-                self._key("history"), {"s": _dumps(snapshot)}, maxlen=self.history_limit, approximate=True
-            )
+            await self._r.xadd(self._key("history"), {"s": body}, maxlen=self.history_limit, approximate=True)
         if self._known_history is not None:
-            self._known_history = [*self._known_history, json.loads(_dumps(snapshot))][-self.history_limit :]
+            self._known_history.append(body)
+            del self._known_history[: -self.history_limit]
 
     async def list_history(self) -> list[dict[str, Any]]:
         # MAXLEN ~ trims in whole stream nodes; the newest history_limit are the history.
@@ -379,10 +381,10 @@ class RedisStore:
                 rows = await self._r.xrevrange(self._key("history"), count=max(self.history_limit, 1))
         except StoreUnavailable:
             if self._known_history is not None:
-                return copy.deepcopy(self._known_history)
+                return [json.loads(s) for s in self._known_history]
             raise
-        self._known_history = [json.loads(fields["s"]) for _id, fields in reversed(rows)]
-        return copy.deepcopy(self._known_history)
+        self._known_history = [fields["s"] for _id, fields in reversed(rows)]
+        return [json.loads(s) for s in self._known_history]
 
     # -- change feed ---------------------------------------------------------------------------
     async def publish(self, event: ChangeEvent) -> None:
@@ -401,6 +403,10 @@ class RedisStore:
         now_ms = int(time.time() * 1000 + self._clock_offset_ms) - self._clock_margin_ms
         start = max((max(now_ms, 0), 0), self._last_event_id)
         return StreamFollower(self._r, self._key("changes"), f"{start[0]}-{start[1]}", lambda: self._closed)
+
+    async def ping(self) -> None:
+        async with self._guard("ping"):
+            await self._r.ping()
 
     async def close(self) -> None:
         self._closed = True

@@ -89,6 +89,17 @@ return {'ok', id}
 """
 )
 
+# KEYS: history stream, history version counter. ARGV: snapshot JSON, stream maxlen.
+# Replicas share one version sequence: each snapshot's version is taken here, in the same step that
+# appends it (field "v" overrides the "version" inside the JSON when read). Returns the version.
+APPEND_HISTORY = LuaScript(
+    """
+local v = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[1], 'v', v)
+return v
+"""
+)
+
 # KEYS: resv_index. ARGV: resv key prefix. Returns {provider, {contract, rps, ...}, ...} read in one
 # step, so the caller never sees a half-applied commit.
 RESERVATIONS = LuaScript(

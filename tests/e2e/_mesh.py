@@ -133,7 +133,14 @@ class Mesh:
                 raise AssertionError(f"API server exited during start-up: {task.exception()!r}")
             return server.started
 
-        await wait_for(up, timeout=20, what="control plane API")
+        try:
+            await wait_for(up, timeout=20, what="control plane API")
+        except BaseException:
+            server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 15)
+            sock.close()
+            raise
         return cls(plane, server, task, f"http://127.0.0.1:{port}")
 
     async def close(self) -> None:
@@ -264,6 +271,7 @@ class Mesh:
             proc.stdout.close()
 
     def keep_alive(self, pids: Iterable[str], every_s: float = 0.25) -> None:
+        """Heartbeat `pids` until `stop_heartbeats`; the first call sets the interval for all."""
         self.heartbeating.update(pids)
         if self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self._heartbeats(every_s))

@@ -28,9 +28,13 @@ async def _route_gone(mesh: Mesh, port: int) -> None:
 
 async def test_lapsed_lease_moves_traffic_to_remaining_providers(mesh: Mesh) -> None:
     # availability 0.999 spreads over two zones (100 rps each); ga-c is the failover.
-    await mesh.provider_process("ga-a", "eu-west-1a", capacity=200, p99=15, cost=0.10, ttl_s=1.0)
-    await mesh.provider("ga-b", "eu-west-1b", capacity=200, p99=20, cost=0.20, ttl_s=1.0)
-    await mesh.provider("ga-c", "eu-west-1c", capacity=200, p99=20, cost=0.30, ttl_s=1.0)
+    # Leases of 1.5 s renewed every 0.2 s: only a stopped heartbeat lets one lapse.
+    await mesh.provider_process(
+        "ga-a", "eu-west-1a", capacity=200, p99=15, cost=0.10, ttl_s=1.5, heartbeat=False
+    )
+    await mesh.provider("ga-b", "eu-west-1b", capacity=200, p99=20, cost=0.20, ttl_s=1.5, heartbeat=False)
+    await mesh.provider("ga-c", "eu-west-1c", capacity=200, p99=20, cost=0.30, ttl_s=1.5, heartbeat=False)
+    mesh.keep_alive(["ga-a", "ga-b", "ga-c"], every_s=0.2)
     sc = await mesh.sidecar("fd-1", CONSUMER, ZONE)
     body = {
         "consumer": CONSUMER,
@@ -56,7 +60,7 @@ async def test_lapsed_lease_moves_traffic_to_remaining_providers(mesh: Mesh) -> 
         lambda: mesh.plane.state.graph.provider("ga-a") is None, timeout=5, what="ga-a's lease to lapse"
     )
     lapsed_at = time.monotonic()
-    assert lapsed_at - died_at < 2.5  # ttl 1 s, keeper tick 50 ms
+    assert lapsed_at - died_at < 3.0  # ttl 1.5 s, keeper tick 50 ms
 
     async def moved() -> dict[str, object] | None:
         c = await mesh.contract(cid, who="agent-a")

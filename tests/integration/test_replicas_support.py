@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import redis
 import yaml
-from harness import EnvoyProcess, envoy_binary, free_port, http_request, wait_for_sync
+from harness import EnvoyProcess, envoy_binary, free_port, http_request, wait_for, wait_for_sync
 
 from meshctl.bootstrap import envoy_bootstrap
 
@@ -118,7 +118,9 @@ class Replica:
             args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         try:
-            wait_for_sync(self._ready, timeout=timeout, what=f"replica {self.origin} /readyz", details=self.logs)
+            wait_for_sync(
+                self._ready, timeout=timeout, what=f"replica {self.origin} /readyz", details=self.logs
+            )
         except BaseException:
             self.kill()
             raise
@@ -163,6 +165,16 @@ class Replica:
             return ""
         return f"--- replica {self.origin} log ---\n" + "\n".join(lines)
 
+    def unexpected_errors(self) -> list[str]:
+        """Tracebacks and unretrieved task exceptions in the log: an outage is expected and must be
+        handled (logged as a warning), never crash a request handler or a background task."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        marks = ("Traceback", "exception was never retrieved", "ERROR")
+        return [line for line in text.splitlines() if any(m in line for m in marks)]
+
     def client(self, headers: dict[str, str] | None = None, **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, headers=headers or OPS, timeout=30.0, **kw)
 
@@ -203,7 +215,9 @@ def provider_spec(
     }
 
 
-def contract_request(consumer: str, rps: float, *, zone: str = "eu-west-1a", p99: float = 60.0) -> dict[str, Any]:
+def contract_request(
+    consumer: str, rps: float, *, zone: str = "eu-west-1a", p99: float = 60.0
+) -> dict[str, Any]:
     return {
         "consumer": consumer,
         "consumer_zone": zone,
@@ -274,6 +288,28 @@ def xds_versions(envoy: EnvoyProcess) -> dict[str, dict[str, str]]:
         elif kind.endswith("ClustersConfigDump"):
             for cfg in section.get("dynamic_active_clusters", []):
                 out["clusters"][cfg["cluster"]["name"]] = cfg.get("version_info", "")
+    return out
+
+
+def type_versions(envoy: EnvoyProcess) -> dict[str, str]:
+    """kind -> version_info of the last response Envoy accepted for that type.
+
+    Per-resource versions say in which response a resource last changed, which depends on the
+    order changes arrived in; these say which state Envoy is in now."""
+    names = {
+        "ListenersConfigDump": "listeners",
+        "RoutesConfigDump": "routes",
+        "ClustersConfigDump": "clusters",
+    }
+    out: dict[str, str] = {}
+    for section in envoy.config_dump().get("configs", []):
+        kind = names.get(section.get("@type", "").rsplit(".", 1)[-1])
+        if kind == "routes":
+            # RDS keeps no type-level version: all route configs agree on it in SotW.
+            versions = {c.get("version_info", "") for c in section.get("dynamic_route_configs", [])}
+            out[kind] = ",".join(sorted(versions))
+        elif kind is not None:
+            out[kind] = section.get("version_info", "")
     return out
 
 
@@ -374,3 +410,34 @@ async def wait_traffic_ok(envoy: EnvoyProcess, upstreams: set[str], timeout: flo
         return streak >= 5
 
     await envoy.wait_for(check, timeout, f"traffic through Envoy to {sorted(upstreams)}")
+
+
+# Envoy counters that move only when a listener or cluster is really (re)built: a re-sent
+# resource with an unchanged version would bump *.update_success but none of these.
+APPLIED = (
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
+)
+
+
+def applied(envoy: EnvoyProcess) -> dict[str, int]:
+    stats = envoy.stats()
+    return {k: stats.get(k, 0) for k in APPLIED}
+
+
+async def wait_synced(replica: Replica, node_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Until `replica` reports `node_id` connected and ACKed on everything it was sent."""
+
+    async def check() -> dict[str, Any] | None:
+        async with replica.client() as c:
+            resp = await c.get("/v1/proxies")
+        for p in resp.json() if resp.status_code == 200 else []:
+            if p["node"]["id"] == node_id and p["sync"] == "synced":
+                return dict(p)
+        return None
+
+    return await wait_for(check, timeout=timeout, what=f"{node_id} synced on {replica.origin}", interval=0.1)

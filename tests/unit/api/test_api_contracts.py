@@ -45,6 +45,8 @@ async def test_renew_revoke_and_delete(agent: httpx.AsyncClient, api: Api) -> No
     assert r.json()["expires_at"] == pytest.approx(api.plane.clock() + 3600, abs=5)
     r = await agent.post(f"/v1/contracts/{cid}/renew", json={"duration_s": -1})
     assert r.status_code == 422 and r.json()["error"]["field"] == "duration_s"
+    r = await agent.post(f"/v1/contracts/{cid}/renew", json={"duration_s": 10**8})
+    assert r.status_code == 422 and r.json()["error"]["details"] == {"policies": ["deny-unbounded-duration"]}
     r = await agent.post(f"/v1/contracts/{cid}/renew")  # no body: the requested duration again
     assert r.status_code == 200
     r = await agent.delete(f"/v1/contracts/{cid}")

@@ -7,7 +7,7 @@ from contracts_helpers import Clock, request, spec
 
 from meshctl.contracts.service import APPROVAL_HOLD_S
 from meshctl.controlplane import ControlPlane
-from meshctl.errors import Conflict, NotFound
+from meshctl.errors import Conflict, NotFound, ValidationFailed
 from meshctl.model import ContractState, ProposalOutcome
 
 AGENT = "agent-a"
@@ -149,3 +149,19 @@ async def test_dry_run_decides_the_same_and_stores_nothing(plane: ControlPlane) 
     real = await plane.negotiator.propose(AGENT, request(rps=80))
     assert real.contract is not None and real.contract.allocation is not None
     assert real.contract.allocation.shares == what_if.contract.allocation.shares
+
+
+async def test_a_renewal_is_checked_by_the_policies_like_a_proposal(plane: ControlPlane, clock: Clock) -> None:
+    await plane.put_provider(spec("ga-a", "eu-west-1a"))
+    d = await plane.negotiator.propose(AGENT, request(rps=10, duration_s=600))
+    assert d.contract is not None
+    cid = d.contract.id
+    # deny-unbounded-duration refuses contracts over 30 days; renewing must not get around it.
+    with pytest.raises(ValidationFailed) as exc:
+        await plane.lifecycle.renew(cid, AGENT, duration_s=10**8)
+    assert exc.value.field == "duration_s"
+    assert "policy:deny-unbounded-duration" in exc.value.message
+    c = plane.lifecycle.get(cid)
+    assert c.expires_at == d.contract.expires_at and c.events[-1].kind == "admitted"
+    ok = await plane.lifecycle.renew(cid, AGENT, duration_s=2_592_000)  # exactly 30 days is allowed
+    assert ok.expires_at == clock.now + 2_592_000

@@ -163,7 +163,7 @@ async def test_a_stale_replica_never_oversubscribes(plane: ControlPlane, topolog
     stale = ControlPlane(plane.store, policies=plane.policy_set, topology=topology)
     await stale.load()  # its view: ga-a with all 100 rps free
     assert await _admit(plane, rps=80)
-    assert stale.state.residual()["ga-a"] == 100.0
+    assert stale.state.residual()["ga-a"] == 100.0 and stale.state.reservations == {}
 
     d = await stale.negotiator.propose("agent-b", request(rps=60))
     # The store refused the stale commit; the replica re-read and answered with what is left.
