@@ -143,9 +143,8 @@ class ControlPlane:
         for c in await self.store.list_contracts():
             self.state.contracts[c.id] = c
         self.state.reservations = await self.store.reservations()
-        hist = await self.store.list_history()
-        if hist:
-            self.history_version = max(int(h.get("version", 0)) for h in hist)
+        # history_version comes from the store with the first record(): reading the history to
+        # find it would cost a restart O(history x mesh).
 
     async def apply_topology(self, tf: TopologyFile) -> None:
         for z in tf.zones:
@@ -225,16 +224,18 @@ class ControlPlane:
 
     # -- history ------------------------------------------------------------------------------------------
     async def record(self, cause: str, detail: dict[str, Any]) -> None:
-        self.history_version += 1
         snap = history.snapshot(
             self.state,
-            version=self.history_version,
+            version=self.history_version + 1,
             at=self.clock(),
             cause=cause,
             detail=detail,
             cache=self._dumps,
         )
-        await self.store.append_history(snap)
+        # The store hands out versions: replicas sharing it never reuse one another's.
+        version = await self.store.append_history(snap)
+        self.history_version = max(self.history_version, version)
+        snap = {**snap, "version": version}
         for q in list(self._history_listeners):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(snap)
@@ -345,13 +346,27 @@ class ControlPlane:
         await self.lifecycle.resolve(everything=True, cause=f"link {a}-{b} removed")
 
     # -- providers ------------------------------------------------------------------------------------------------
-    async def put_provider(self, spec: ProviderSpec) -> Provider:
+    def _own_provider(self, provider_id: str, who: str | None) -> Provider:
+        """The provider, if `who` may change it (None: an operator, who may change any)."""
+        p = self.state.graph.provider(provider_id)
+        if p is None or (who is not None and p.owner and p.owner != who):
+            # Like contracts: another identity's provider is indistinguishable from a missing one.
+            raise NotFound(
+                f"provider {provider_id!r} not found (lease lapsed? register again)", field="provider_id"
+            )
+        return p
+
+    async def put_provider(self, spec: ProviderSpec, owner: str | None = None) -> Provider:
+        """Register or update; `owner` None is an operator acting (keeps the existing owner)."""
         region = self.state.graph.region_of(spec.zone)
         if region is None:
             raise ValidationFailed(f"unknown zone {spec.zone!r}", field="zone")
         now = self.clock()
         old = self.state.graph.provider(spec.id)
+        if old is not None and owner is not None and old.owner and old.owner != owner:
+            raise Conflict(f"provider id {spec.id!r} is registered by another identity", field="id")
         provider = Provider(
+            owner=(old.owner if old and old.owner else owner or ""),
             **spec.model_dump(),
             region=region,
             registered_at=old.registered_at if old else now,
@@ -375,12 +390,8 @@ class ControlPlane:
         await self.lifecycle.resolve_degraded()
         return provider
 
-    async def heartbeat(self, provider_id: str) -> Provider:
-        p = self.state.graph.provider(provider_id)
-        if p is None:
-            raise NotFound(
-                f"provider {provider_id!r} not found (lease lapsed? register again)", field="provider_id"
-            )
+    async def heartbeat(self, provider_id: str, who: str | None = None) -> Provider:
+        p = self._own_provider(provider_id, who)
         if p.ttl_s is None:
             return p
         renewed = p.model_copy(update={"expires_at": self.clock() + p.ttl_s})
@@ -388,9 +399,8 @@ class ControlPlane:
         self.state.graph.set_provider(renewed)
         return renewed
 
-    async def delete_provider(self, provider_id: str) -> None:
-        if self.state.graph.provider(provider_id) is None:
-            raise NotFound(f"provider {provider_id!r} not found", field="provider_id")
+    async def delete_provider(self, provider_id: str, who: str | None = None) -> None:
+        self._own_provider(provider_id, who)
         await self.store.delete_provider(provider_id)
         self.state.graph.remove_provider(provider_id)
         await self.negotiator.audit(

@@ -69,6 +69,8 @@ class ProviderSpec(_Model):
 
 class Provider(ProviderSpec):
     region: str = ""
+    # The identity that registered it; only it (or an operator) may update, heartbeat or remove it.
+    owner: str = ""
     registered_at: float = 0.0
     expires_at: float | None = None
 
@@ -189,6 +191,9 @@ class ProposalOutcome(StrEnum):
 
 class Decision(_Model):
     outcome: ProposalOutcome
+    # The id this proposal was given: the contract's id when one is stored, and the subject of
+    # the proposal's audit entry in every case (counter-offers included).
+    proposal_id: str = ""
     contract: Contract | None = None
     counter_offer: CounterOffer | None = None
     reasons: list[str] = []

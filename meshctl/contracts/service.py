@@ -191,7 +191,11 @@ class Negotiator:
                     actor=owner, subject=cid, kind="rejection", decision="denied by policy", verdict=verdict
                 )
             return Decision(
-                outcome=ProposalOutcome.REJECTED, contract=contract, reasons=reasons, dry_run=dry_run
+                proposal_id=base.id,
+                outcome=ProposalOutcome.REJECTED,
+                contract=contract,
+                reasons=reasons,
+                dry_run=dry_run,
             )
 
         async with self.lock:
@@ -227,7 +231,9 @@ class Negotiator:
                 )
                 if dry_run:
                     outcome = ProposalOutcome.PENDING_APPROVAL if escalate else ProposalOutcome.ADMITTED
-                    return Decision(outcome=outcome, contract=contract, reasons=reasons, dry_run=True)
+                    return Decision(
+                        proposal_id=base.id, outcome=outcome, contract=contract, reasons=reasons, dry_run=True
+                    )
                 try:
                     with tracer.start_as_current_span("store"):
                         await self.commit(contract, result.allocation.reservation)
@@ -239,20 +245,24 @@ class Negotiator:
                 break
             else:
                 raise CapacityConflict("capacity kept changing under this proposal; retry")
+        # Exactly one audit entry per decision: "admission", or "proposal" for one that waits for
+        # an operator (the approval or rejection is then its own decision and entry).
         await self.audit(
             actor=owner,
             subject=cid,
-            kind="proposal",
-            decision="escalated for approval" if escalate else "admitted",
+            kind="proposal" if escalate else "admission",
+            decision="escalated for approval (capacity held)" if escalate else "admitted",
             verdict=verdict,
             details={"allocation": result.allocation.model_dump(mode="json")},
         )
-        if not escalate:
-            # The proposal entry carries the policy results; the admission must not count them twice.
-            await self.audit(actor="system", subject=cid, kind="admission", decision="admitted")
         if escalate:
             await self.record("contract pending approval", {"contract": cid})
-            return Decision(outcome=ProposalOutcome.PENDING_APPROVAL, contract=contract, reasons=reasons)
+            return Decision(
+                proposal_id=base.id,
+                outcome=ProposalOutcome.PENDING_APPROVAL,
+                contract=contract,
+                reasons=reasons,
+            )
         # Push before recording history: the proxies apply the new config while this replica
         # writes the snapshot, instead of after it.
         results = self.push([request.consumer])
@@ -260,7 +270,9 @@ class Negotiator:
         if wait_acked and results:
             await self.wait_acked(results, ack_timeout_s)
         contract = await self.with_acks(contract)
-        return Decision(outcome=ProposalOutcome.ADMITTED, contract=contract, reasons=warnings)
+        return Decision(
+            proposal_id=base.id, outcome=ProposalOutcome.ADMITTED, contract=contract, reasons=warnings
+        )
 
     async def _no_allocation(
         self, base: Contract, result: SolveResult, verdict: Verdict, owner: str, dry_run: bool
@@ -277,6 +289,7 @@ class Negotiator:
                     details={"counter_offer": result.counter_offer.model_dump(mode="json")},
                 )
             return Decision(
+                proposal_id=base.id,
                 outcome=ProposalOutcome.COUNTER_OFFER,
                 counter_offer=result.counter_offer,
                 reasons=reasons,
@@ -292,7 +305,13 @@ class Negotiator:
                 decision="no feasible provider",
                 verdict=verdict,
             )
-        return Decision(outcome=ProposalOutcome.REJECTED, contract=contract, reasons=reasons, dry_run=dry_run)
+        return Decision(
+            proposal_id=base.id,
+            outcome=ProposalOutcome.REJECTED,
+            contract=contract,
+            reasons=reasons,
+            dry_run=dry_run,
+        )
 
     async def refresh_reservations(self) -> None:
         self.state.reservations = await self.store.reservations()

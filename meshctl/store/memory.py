@@ -146,12 +146,11 @@ class MemoryStore:
         self._resv: dict[str, dict[str, float]] = {}  # provider -> contract -> rps
         self._resv_of: dict[str, set[str]] = {}  # contract -> providers it holds capacity on
         self._audit: list[dict[str, Any]] = []
-        # Kept as JSON text: a copy that no caller can mutate, ~10x cheaper than deepcopy for the
-        # whole-mesh snapshots appended on every change, and the same JSON round trip Redis does.
         # Snapshots are kept as given, not copied: they share unchanged parts with each other
         # (topology.history.DumpCache) and are read-only by contract. Copying would cost O(mesh)
         # per change.
         self._history: deque[dict[str, Any]] = deque(maxlen=history_limit)
+        self._history_version = 0
         self._lock = asyncio.Lock()
         # Weak: a follower its owner dropped without aclose() must not keep collecting events.
         self._followers: weakref.WeakSet[QueueFollower] = weakref.WeakSet()
@@ -264,8 +263,11 @@ class MemoryStore:
         return copy.deepcopy(self._audit[start:stop])
 
     # -- topology history --------------------------------------------------------------------
-    async def append_history(self, snapshot: dict[str, Any]) -> None:
-        self._history.append(snapshot)
+    async def append_history(self, snapshot: dict[str, Any]) -> int:
+        self._history_version += 1
+        # A shallow copy: the version is the store's, and the caller's dict stays untouched.
+        self._history.append({**snapshot, "version": self._history_version})
+        return self._history_version
 
     async def list_history(self) -> list[dict[str, Any]]:
         return list(self._history)

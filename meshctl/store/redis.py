@@ -48,7 +48,7 @@ from meshctl.store.memory import (
     normalise_reservation,
 )
 from meshctl.store.redis_feed import StreamFollower, encode_event
-from meshctl.store.redis_scripts import COMMIT_CONTRACT, RESERVATIONS, WRITE
+from meshctl.store.redis_scripts import APPEND_HISTORY, COMMIT_CONTRACT, RESERVATIONS, WRITE
 
 CHANGES_MAXLEN = 100_000
 SOCKET_TIMEOUT_S = 1.0
@@ -60,6 +60,13 @@ _AUDIT_CACHE = 32
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _versioned(version: int, body: str) -> dict[str, Any]:
+    snap: dict[str, Any] = json.loads(body)
+    if version:  # 0: written before versions were handed out by the store
+        snap["version"] = version
+    return snap
 
 
 def _replace_holdings(
@@ -104,8 +111,8 @@ class RedisStore:
         self._complete: set[str] = set()
         self._known_resv: dict[str, dict[str, float]] | None = None
         self._known_audit: OrderedDict[tuple[int, int | None], list[dict[str, Any]]] = OrderedDict()
-        # As JSON text: parsed only when an outage makes it the answer.
-        self._known_history: list[str] | None = None
+        # (version, JSON text): parsed only when an outage makes it the answer.
+        self._known_history: list[tuple[int, str]] | None = None
         # Server clock minus ours (ms) and its uncertainty, to place follow()'s start without I/O.
         self._clock_offset_ms = 0.0
         self._clock_margin_ms = 5
@@ -365,14 +372,16 @@ class RedisStore:
         return copy.deepcopy(entries)
 
     # -- topology history --------------------------------------------------------------------
-    async def append_history(self, snapshot: dict[str, Any]) -> None:
+    async def append_history(self, snapshot: dict[str, Any]) -> int:
         # Snapshots hold the whole mesh and come with every change: serialise once.
         body = _dumps(snapshot)
+        keys = [self._key("history"), self._key("history", "version")]
         async with self._guard("append history"):
-            await self._r.xadd(self._key("history"), {"s": body}, maxlen=self.history_limit, approximate=True)
+            version = int(await APPEND_HISTORY(self._r, keys, [body, self.history_limit]))
         if self._known_history is not None:
-            self._known_history.append(body)
+            self._known_history.append((version, body))
             del self._known_history[: -self.history_limit]
+        return version
 
     async def list_history(self) -> list[dict[str, Any]]:
         # MAXLEN ~ trims in whole stream nodes; the newest history_limit are the history.
@@ -381,10 +390,10 @@ class RedisStore:
                 rows = await self._r.xrevrange(self._key("history"), count=max(self.history_limit, 1))
         except StoreUnavailable:
             if self._known_history is not None:
-                return [json.loads(s) for s in self._known_history]
+                return [_versioned(v, s) for v, s in self._known_history]
             raise
-        self._known_history = [fields["s"] for _id, fields in reversed(rows)]
-        return [json.loads(s) for s in self._known_history]
+        self._known_history = [(int(f.get("v") or 0), f["s"]) for _id, f in reversed(rows)]
+        return [_versioned(v, s) for v, s in self._known_history]
 
     # -- change feed ---------------------------------------------------------------------------
     async def publish(self, event: ChangeEvent) -> None:

@@ -8,6 +8,7 @@ Keys under the store's prefix `{p}`:
   {p}:changes                                        stream  the change feed (MAXLEN ~ 100k)
   {p}:audit  {p}:audit:tail                          stream (id = "<seq>-0") + the sealed tail entry
   {p}:history                                        stream  topology snapshots (MAXLEN ~ history_limit)
+  {p}:history:version                                string  the last history version handed out
 
 The scripts derive per-provider keys from a prefix argument instead of declaring them in KEYS, so
 they need a single Redis primary (optionally with replicas / Sentinel), not Redis Cluster.

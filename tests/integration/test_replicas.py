@@ -215,6 +215,11 @@ async def test_three_replicas_never_oversubscribe_and_converge(stack: contextlib
         assert held_by[cid] == pytest.approx(expected), cid
     assert sum(map(sum, (h.values() for h in resv.values()))) >= 0.8 * sum(capacity.values())
 
+    # One history for the mesh: replicas never hand out the same version twice.
+    async with group[1].client() as c:
+        versions = [h["version"] for h in (await c.get("/v1/topology/history")).json()]
+    assert len(versions) > len(admitted) and len(set(versions)) == len(versions), Counter(versions)
+
     # Envoys on different replicas converge on the same routes, weights and versions.
     fraud = sorted(cid for cid, c in admitted.items() if c["request"]["consumer"] == "fraud")
     assert fraud, "no fraud contract admitted"

@@ -57,9 +57,12 @@ async def list_providers(plane: Plane, _: Anyone, capability: str | None = None)
 
 
 @router.post("/providers", response_model=Provider, status_code=201)
-async def put_provider(spec: ProviderSpec, plane: Plane, _: Anyone) -> Provider:
-    """Advertise (or update) a provider. With `ttl_s`, heartbeats must renew the lease."""
-    return await plane.put_provider(spec)
+async def put_provider(spec: ProviderSpec, plane: Plane, who: Anyone) -> Provider:
+    """Advertise (or update) a provider. With `ttl_s`, heartbeats must renew the lease.
+
+    The registering identity owns the provider: only it (or an operator) may update, heartbeat
+    or remove it; another identity gets 409 on register and 404 on the rest."""
+    return await plane.put_provider(spec, who.owner_filter)
 
 
 @router.get("/providers/{provider_id}", response_model=Provider)
@@ -71,11 +74,11 @@ async def get_provider(provider_id: str, plane: Plane, _: Anyone) -> Provider:
 
 
 @router.post("/providers/{provider_id}/heartbeat", response_model=Provider)
-async def heartbeat(provider_id: str, plane: Plane, _: Anyone) -> Provider:
-    return await plane.heartbeat(provider_id)
+async def heartbeat(provider_id: str, plane: Plane, who: Anyone) -> Provider:
+    return await plane.heartbeat(provider_id, who.owner_filter)
 
 
 @router.delete("/providers/{provider_id}", status_code=204)
-async def delete_provider(provider_id: str, plane: Plane, _: Anyone) -> Response:
-    await plane.delete_provider(provider_id)
+async def delete_provider(provider_id: str, plane: Plane, who: Anyone) -> Response:
+    await plane.delete_provider(provider_id, who.owner_filter)
     return Response(status_code=204)
