@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -74,6 +75,7 @@ def memory_replica() -> Iterator[list[Replica]]:
         yield [r]
     finally:
         r.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def admit(

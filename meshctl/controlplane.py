@@ -135,8 +135,11 @@ class ControlPlane:
         g = self.state.graph
         for z in await self.store.list_zones():
             g.set_zone(z)
+        # Another replica may be writing while this one reads (replicas starting together all load
+        # the topology file): what these reads miss arrives on the feed, subscribed before load().
         for link in await self.store.list_links():
-            g.set_link(link)
+            if g.zone(link.a) is not None and g.zone(link.b) is not None:
+                g.set_link(link)
         for p in await self.store.list_providers():
             if g.zone(p.zone) is not None:
                 g.set_provider(p)
@@ -156,7 +159,9 @@ class ControlPlane:
 
     async def _keeper(self) -> None:
         store_down = False
-        grace_from = 0.0
+        # Heartbeats cannot reach a control plane that is not running: after a restart (of the
+        # only replica, or of all of them) every lease gets one ttl before it can lapse.
+        grace_from = self.clock()
         while True:
             try:
                 if store_down:
@@ -186,7 +191,14 @@ class ControlPlane:
                 async for ev in feed:
                     if ev.origin == self.origin:
                         continue
-                    await self._apply_remote(ev)
+                    try:
+                        await self._apply_remote(ev)
+                    except Exception:
+                        # One event this view cannot take must not cost the feed its position
+                        # (a new follow() starts at "now" and would skip what came meanwhile).
+                        log.exception(
+                            "change %s %s %s from %s not applied", ev.op, ev.kind, ev.key, ev.origin
+                        )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -62,6 +62,35 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+class _PartsEncoder:
+    """JSON text of a history snapshot, reusing the text of list items seen in the last one.
+
+    Snapshots share their unchanged parts (`topology.history.DumpCache`: same object while the
+    zone, link, provider or contract is unchanged) and are read-only, so an item's identity says
+    its text is unchanged: a change costs the encoding of what changed, not of the whole mesh.
+    The output is exactly `_dumps(snapshot)`.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[object, str]] = {}
+        self._used: dict[int, tuple[object, str]] = {}
+
+    def encode(self, snapshot: dict[str, Any]) -> str:
+        fields = []
+        for key, value in snapshot.items():
+            text = "[" + ",".join(map(self._item, value)) + "]" if isinstance(value, list) else _dumps(value)
+            fields.append(f"{_dumps(key)}:{text}")
+        self._texts, self._used = self._used, {}
+        return "{" + ",".join(fields) + "}"
+
+    def _item(self, item: object) -> str:
+        hit = self._texts.get(id(item))
+        if hit is None or hit[0] is not item:
+            hit = (item, _dumps(item))
+        self._used[id(item)] = hit
+        return hit[1]
+
+
 def _versioned(version: int, body: str) -> dict[str, Any]:
     snap: dict[str, Any] = json.loads(body)
     if version:  # 0: written before versions were handed out by the store
@@ -113,6 +142,7 @@ class RedisStore:
         self._known_audit: OrderedDict[tuple[int, int | None], list[dict[str, Any]]] = OrderedDict()
         # (version, JSON text): parsed only when an outage makes it the answer.
         self._known_history: list[tuple[int, str]] | None = None
+        self._history_encoder = _PartsEncoder()
         # Server clock minus ours (ms) and its uncertainty, to place follow()'s start without I/O.
         self._clock_offset_ms = 0.0
         self._clock_margin_ms = 5
@@ -373,8 +403,9 @@ class RedisStore:
 
     # -- topology history --------------------------------------------------------------------
     async def append_history(self, snapshot: dict[str, Any]) -> int:
-        # Snapshots hold the whole mesh and come with every change: serialise once.
-        body = _dumps(snapshot)
+        # Snapshots hold the whole mesh and come with every change: serialise once, and only
+        # the parts that changed since the last one.
+        body = self._history_encoder.encode(snapshot)
         keys = [self._key("history"), self._key("history", "version")]
         async with self._guard("append history"):
             version = int(await APPEND_HISTORY(self._r, keys, [body, self.history_limit]))

@@ -377,8 +377,22 @@ async def redis_down_10s(stack: contextlib.ExitStack) -> None:
     assert replica.unexpected_errors() == [], replica.logs()
 
 
+async def heartbeats(replica: Replica, provider_id: str, seen: Counter[int], stop: asyncio.Event) -> None:
+    """A provider renewing its lease every 0.5 s; 0 counts attempts that found no control plane."""
+    async with replica.client() as c:
+        while not stop.is_set():
+            try:
+                seen[(await c.post(f"/v1/providers/{provider_id}/heartbeat")).status_code] += 1
+            except httpx.TransportError:
+                seen[0] += 1
+            await asyncio.sleep(0.5)
+
+
 async def control_plane_down_30s(stack: contextlib.ExitStack) -> None:
-    _, replica, envoy, traffic = await _routed_stack(stack, "cpdown")
+    _, replica, envoy, traffic = await _routed_stack(stack, "cpdown", leased_ttl_s=3.0)
+    beats: Counter[int] = Counter()
+    stop = asyncio.Event()
+    beating = asyncio.create_task(heartbeats(replica, "p-b", beats, stop))
     before = envoy_state(envoy), applied(envoy)
     replica.stop()
     await envoy.wait_for(lambda: envoy.stat("control_plane.connected_state") == 0, 10, "control plane gone")
@@ -390,11 +404,16 @@ async def control_plane_down_30s(stack: contextlib.ExitStack) -> None:
     replica.start()
     await envoy.wait_for(lambda: envoy.stat("control_plane.connected_state") == 1, 15, "Envoy reconnected")
     await wait_synced(replica, envoy.node_id)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(4.0)  # past p-b's 3 s lease, which no heartbeat could renew for 30 s
+    stop.set()
+    await beating
     traffic.stop()
     assert (envoy_state(envoy), applied(envoy)) == before, "the proxy was sent changes on reconnect"
     assert rejected_updates(envoy) == {}
     assert traffic.ok == traffic.total and traffic.total > 300, traffic.summary()
+    assert beats[0] > 0 and beats[404] == 0 and beats[200] > 0, beats  # refused, then renewed again
+    async with replica.client() as c:
+        assert {p["id"] for p in (await c.get("/v1/providers")).json()} == {"p-a", "p-b"}
 
 
 async def test_redis_down_10s_and_control_plane_down_30s(stack: contextlib.ExitStack) -> None:

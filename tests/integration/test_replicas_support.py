@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def replicas(store_url: str, n: int) -> Iterator[list[Replica]]:
     finally:
         for r in group:
             r.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- the mesh the tests build over REST --------------------------------------------------------------
