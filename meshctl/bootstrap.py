@@ -8,6 +8,7 @@ consumer service (``node.cluster``) and zone (``node.locality.zone``) from it.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 import yaml
@@ -20,6 +21,14 @@ XDS_CLUSTER = "xds_cluster"
 DEFAULT_LISTENER_PORT = 15001
 
 _API_TYPES: dict[str, str] = {"sotw": "GRPC", "delta": "DELTA_GRPC"}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_port(field: str, port: int) -> None:
@@ -72,7 +81,16 @@ def envoy_bootstrap(
                 # The server keys state on the stream, so repeating the node on every
                 # request is wasted bytes on 10k-resource pushes.
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [
+                    {
+                        "envoy_grpc": {
+                            "cluster_name": XDS_CLUSTER,
+                            # Envoy's default reconnect backoff grows to 30 s: a sidecar would stay
+                            # on stale config that long after the control plane returns. Cap it at 1 s.
+                            "retry_policy": {"retry_back_off": {"base_interval": "0.1s", "max_interval": "1s"}},
+                        }
+                    }
+                ],
             },
             "lds_config": dict(ads_source),
             "cds_config": dict(ads_source),
@@ -81,7 +99,9 @@ def envoy_bootstrap(
             "clusters": [
                 {
                     "name": XDS_CLUSTER,
-                    "type": "STATIC",
+                    # STATIC needs an IP; a DNS name (a Kubernetes Service) is resolved and
+                    # re-resolved by Envoy, so replicas behind it can come and go.
+                    "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
                     "connect_timeout": "1s",
                     # gRPC needs HTTP/2 to the management server.
                     "typed_extension_protocol_options": {
@@ -118,6 +138,13 @@ def envoy_bootstrap(
     }
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Shared sub-dicts (the ADS config source) must print in full: anchors confuse readers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def bootstrap_yaml(
     node_id: str,
     service: str,
@@ -141,7 +168,7 @@ def bootstrap_yaml(
         ads=ads,
         listener_port=listener_port,
     )
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False)
 
 
 def grpc_xds_bootstrap(

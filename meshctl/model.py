@@ -180,6 +180,9 @@ class Contract(_Model):
     updated_at: float
     expires_at: float
     events: list[ContractEvent] = []
+    # The agent's Idempotency-Key: a retried proposal (e.g. after a 503) finds this contract
+    # instead of reserving capacity twice.
+    idempotency_key: str | None = None
 
 
 class ProposalOutcome(StrEnum):

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from meshctl.contracts.state import MeshState
-from meshctl.errors import CapacityConflict, ValidationFailed
+from meshctl.errors import CapacityConflict, Conflict, ValidationFailed
 from meshctl.governance.policy import PolicySet, Verdict
 from meshctl.model import (
     Contract,
@@ -147,13 +147,20 @@ class Negotiator:
         dry_run: bool = False,
         wait_acked: bool = False,
         ack_timeout_s: float = 5.0,
+        idempotency_key: str | None = None,
     ) -> Decision:
+        if idempotency_key and not dry_run:
+            replay = self.replay(owner, request, idempotency_key)
+            if replay is not None:
+                return replay
         started = time.perf_counter()
         with tracer.start_as_current_span("negotiate") as span:
             span.set_attribute("mesh.owner", owner)
             span.set_attribute("mesh.capability", request.capability)
             span.set_attribute("mesh.dry_run", dry_run)
-            decision = await self._propose(owner, request, dry_run, wait_acked, ack_timeout_s)
+            decision = await self._propose(
+                owner, request, dry_run, wait_acked, ack_timeout_s, idempotency_key
+            )
             span.set_attribute("mesh.outcome", str(decision.outcome))
             if decision.contract is not None:
                 span.set_attribute("mesh.contract_id", decision.contract.id)
@@ -161,8 +168,29 @@ class Negotiator:
             self.metrics.admission(str(decision.outcome), time.perf_counter() - started)
         return decision
 
+    def replay(self, owner: str, request: ContractRequest, key: str) -> Decision | None:
+        """The decision already taken for this agent's `key`, if any (stored contracts only)."""
+        for c in self.state.contracts.values():
+            if c.owner == owner and c.idempotency_key == key:
+                if c.request != request:
+                    raise Conflict(
+                        "this Idempotency-Key was used for a different proposal", field="Idempotency-Key"
+                    )
+                outcome = {
+                    ContractState.PENDING_APPROVAL: ProposalOutcome.PENDING_APPROVAL,
+                    ContractState.REJECTED: ProposalOutcome.REJECTED,
+                }.get(c.state, ProposalOutcome.ADMITTED)
+                return Decision(proposal_id=c.id, outcome=outcome, contract=c, reasons=c.reasons)
+        return None
+
     async def _propose(
-        self, owner: str, request: ContractRequest, dry_run: bool, wait_acked: bool, ack_timeout_s: float
+        self,
+        owner: str,
+        request: ContractRequest,
+        dry_run: bool,
+        wait_acked: bool,
+        ack_timeout_s: float,
+        idempotency_key: str | None = None,
     ) -> Decision:
         self.validate(request)
         zone = self.consumer_zone(request)
@@ -180,6 +208,7 @@ class Negotiator:
             expires_at=now + request.duration_s,
             policies=[dict(r) for r in verdict.results],
             events=[ContractEvent(at=now, kind="proposed")],
+            idempotency_key=idempotency_key,
         )
         if verdict.denied:
             reasons = [f"policy:{h.name}: {h.message}" for h in verdict.denied]
@@ -245,6 +274,10 @@ class Negotiator:
                 break
             else:
                 raise CapacityConflict("capacity kept changing under this proposal; retry")
+        # The contract is stored: push now, before the audit and history writes, so a store
+        # failure after this point cannot leave a committed contract without its routes (the
+        # agent's retry with the same Idempotency-Key then finds it).
+        results = [] if escalate else self.push([request.consumer])
         # Exactly one audit entry per decision: "admission", or "proposal" for one that waits for
         # an operator (the approval or rejection is then its own decision and entry).
         await self.audit(
@@ -263,9 +296,6 @@ class Negotiator:
                 contract=contract,
                 reasons=reasons,
             )
-        # Push before recording history: the proxies apply the new config while this replica
-        # writes the snapshot, instead of after it.
-        results = self.push([request.consumer])
         await self.record("contract admitted", {"contract": cid})
         if wait_acked and results:
             await self.wait_acked(results, ack_timeout_s)

@@ -47,6 +47,30 @@ class CallbackRunner:
     def __init__(self, target: object | None):
         self._target = target
 
+    def start(self, name: str, *args: Any) -> Awaitable[None] | None:
+        """Run a hook up to its first await: None if it is done (every sync hook), else what to await.
+
+        Saves a coroutine per ACK on the push path, where hooks are usually plain functions.
+        """
+        fn = getattr(self._target, name, None)
+        if fn is None:
+            return None
+        try:
+            result = fn(*args)
+        except Exception:
+            log.exception("xds callback %s failed", name)
+            return None
+        if result is None or not inspect.isawaitable(result):
+            return None
+        return self._finish_call(name, result)
+
+    @staticmethod
+    async def _finish_call(name: str, result: Awaitable[Any]) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("xds callback %s failed", name)
+
     async def call(self, name: str, *args: Any, wait_s: float | None = None) -> None:
         """Run a hook; with ``wait_s``, wait at most that long (the hook keeps running, uncancelled)."""
         fn = getattr(self._target, name, None)

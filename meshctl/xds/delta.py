@@ -24,6 +24,7 @@ log = logging.getLogger("meshctl.xds")
 
 # What the client held before a response: (hash, entry) or None when it did not have the name.
 Prior = tuple[str, Entry | None] | None
+_NO_KEPT: dict[str, Entry] = {}  # shared and never mutated
 
 
 @dataclass
@@ -85,6 +86,10 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
         self.ctx = ctx
         self.types: dict[str, DeltaTypeState] = {t: DeltaTypeState() for t in r.ORDER}
         self._kept_memo: tuple[tuple[Snapshot, int, int, int], dict[str, dict[str, Entry]]] | None = None
+        # Clusters the live routes use (per route-state revision), and whether a snapshot defines
+        # all of them: then nothing needs keeping, whatever the proxy holds.
+        self._refs_memo: tuple[int, set[str]] = (-1, set())
+        self._covered_memo: tuple[Snapshot, set[str], bool] | None = None
 
     def handle(self, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
         t = request.type_url
@@ -158,19 +163,24 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
                 st.force.discard(name)
                 st.drop(name)
 
-    def _target(self, snap: Snapshot, t: str) -> tuple[Mapping[str, Entry], str]:
-        st = self.types[t]
-        entries = snap.entries(t)
-        chosen: Mapping[str, Entry]
-        if st.wildcard:
-            chosen = entries
-        else:
-            chosen = {n: entries[n] for n in st.names if n in entries}
+    def _kept(self, snap: Snapshot, t: str, st: DeltaTypeState) -> dict[str, Entry]:
+        """Removed resources of type ``t`` the client holds and must keep for now (make-before-break)."""
         if t not in r.CLUSTER_TYPES:
-            return chosen, snap.version(t)
+            return _NO_KEPT
         rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
         if not rds.known and not rds.before:
-            return chosen, snap.version(t)  # no routes on the proxy, so nothing to keep alive
+            return _NO_KEPT  # no routes on the proxy, so nothing to keep alive
+        refs_memo = self._refs_memo
+        if refs_memo[0] == rds.rev:
+            refs = refs_memo[1]
+        else:
+            refs = mbb.route_refs(rds.live())
+            self._refs_memo = (rds.rev, refs)
+        covered = self._covered_memo
+        if covered is None or covered[0] is not snap or covered[1] is not refs:
+            covered = self._covered_memo = (snap, refs, snap.entries(r.CLUSTER).keys() >= refs)
+        if covered[2]:
+            return _NO_KEPT  # every cluster a live route uses is still in the snapshot
         key = (snap, rds.rev, cds.rev, eds.rev)
         if (
             self._kept_memo is not None
@@ -179,31 +189,46 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
         ):
             kept_all = self._kept_memo[1]
         else:
-            refs = mbb.route_refs(rds.live())
             kept_all = mbb.kept_resources(snap, (cds.known,), (eds.known,), refs)
             self._kept_memo = (key, kept_all)
-        kept = {n: e for n, e in kept_all[t].items() if st.wants(n) and n in st.has}
-        if not kept:
-            return chosen, snap.version(t)
-        return mbb.with_kept(snap, t, chosen, kept)
+        return {n: e for n, e in kept_all[t].items() if st.wants(n) and n in st.has}
+
+    @staticmethod
+    def _chosen(snap: Snapshot, t: str, st: DeltaTypeState) -> Mapping[str, Entry]:
+        """The snapshot's resources of type ``t`` the client subscribes to."""
+        entries = snap.entries(t)
+        if st.wildcard:
+            return entries
+        return {n: entries[n] for n in st.names if n in entries}
 
     def next_response(self) -> bytes | None:
         snap = self.snapshot
         if snap is None:
             return None
         clusters_settled = True
+        types = self.types
         for t in r.ORDER:
-            st = self.types[t]
+            st = types[t]
             if not st.requested:
                 continue
-            if t not in r.CLUSTER_TYPES and not clusters_settled:
+            cluster_type = t in r.CLUSTER_TYPES
+            if not cluster_type and not clusters_settled:
                 return None  # routes go only to a proxy whose clusters are warm (CDS/EDS ACKed)
             if st.in_flight:
-                clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
+                clusters_settled = clusters_settled and not cluster_type
                 continue
-            target, version = self._target(snap, t)
+            kept = self._kept(snap, t, st) if cluster_type else _NO_KEPT
+            target: Mapping[str, Entry]
+            if kept:
+                target, version = mbb.with_kept(snap, t, self._chosen(snap, t, st), kept)
+            else:
+                # Without kept resources the target's version is the snapshot's: decide before
+                # building the target, so an unchanged type costs O(1).
+                version = snap.version(t)
             if version in st.nacked or (not st.force and st.level == (version, st.epoch)):
                 continue
+            if not kept:
+                target = self._chosen(snap, t, st)
             changed, removed = self._diff(snap, t, st, target)
             # After this pass the client holds exactly `target`; remember it if it is a whole type.
             leveled = (snap, st.epoch) if target is snap.entries(t) else None

@@ -11,7 +11,7 @@ have warmed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -26,6 +26,8 @@ log = logging.getLogger("meshctl.xds")
 
 # What a response carries: its resources, version, and (for named subscriptions) which names.
 Target = tuple[Mapping[str, Entry], str, frozenset[str] | None]
+_NO_KEPT: dict[str, Entry] = {}  # shared and never mutated
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -45,16 +47,31 @@ class SotwTypeState:
     nacked: set[str] = field(default_factory=set)
     # Last target computed without kept resources, valid while snapshot and subscription are the same.
     memo: tuple[Snapshot, frozenset[str], bool, Target] | None = None
+    # (type version, names, wildcard, sent_names) for which the target, with nothing kept, equals what
+    # was sent. A new snapshot that leaves this type alone is then skipped without building a target.
+    settled: tuple[str, frozenset[str], bool, frozenset[str] | None] | None = None
 
-    def subscribe(self, type_url: str, resource_names: list[str]) -> None:
-        names = set(resource_names)
+    def is_settled(self, version: str) -> bool:
+        s = self.settled
+        return (
+            s is not None
+            and s[0] == version == self.sent_version
+            and s[1] is self.names
+            and s[2] == self.wildcard
+            and s[3] is self.sent_names
+        )
+
+    def subscribe(self, type_url: str, resource_names: Iterable[str]) -> None:
+        names = frozenset(resource_names)
         if names:
             self.explicit = True
         if not self.explicit:
             # Legacy: a client that never named anything wants everything (LDS/CDS only).
-            wildcard, subscribed = type_url in r.WILDCARD_TYPES, frozenset[str]()
+            wildcard, subscribed = type_url in r.WILDCARD_TYPES, _NO_NAMES
+        elif "*" in names:
+            wildcard, subscribed = True, names - {"*"}
         else:
-            wildcard, subscribed = "*" in names, frozenset(names - {"*"})
+            wildcard, subscribed = False, names
         self.wildcard = wildcard
         if subscribed != self.names:
             self.names = subscribed
@@ -74,6 +91,10 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
         self.ctx = ctx
         self.types: dict[str, SotwTypeState] = {t: SotwTypeState() for t in r.ORDER}
         self._kept_memo: tuple[tuple[object, ...], tuple[int, ...], dict[str, dict[str, Entry]]] | None = None
+        # Clusters the live routes use, per (acked, sent) route mappings; and whether a snapshot
+        # defines all of them (then nothing needs keeping, whatever the proxy holds).
+        self._refs_memo: tuple[Mapping[str, Entry], Mapping[str, Entry], set[str]] = ({}, {}, set())
+        self._covered_memo: tuple[Snapshot, set[str], bool] | None = None
 
     def handle(self, request: discovery_pb2.DiscoveryRequest) -> None:
         t = request.type_url
@@ -103,7 +124,7 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
             else:
                 st.acked_version, st.acked = st.sent_version, st.sent
                 self.ctx.acked(t, version)
-        st.subscribe(t, list(request.resource_names))
+        st.subscribe(t, request.resource_names)
         st.requested = st.pending = True
         if not nonce and st.sent_version is None and request.version_info:
             self._resume(t, st, request.version_info)
@@ -125,26 +146,34 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
 
     def _kept(self, snap: Snapshot, t: str, st: SotwTypeState) -> dict[str, Entry]:
         if t not in r.CLUSTER_TYPES:
-            return {}
+            return _NO_KEPT
         rds, cds, eds = self.types[r.ROUTE], self.types[r.CLUSTER], self.types[r.ENDPOINT]
         if not rds.acked and not rds.sent:
-            return {}  # no routes on the proxy, so nothing to keep alive
+            return _NO_KEPT  # no routes on the proxy, so nothing to keep alive
         # Sent/ACKed mappings are replaced, never mutated, so identity tells whether anything moved.
+        refs_memo = self._refs_memo
+        if refs_memo[0] is rds.acked and refs_memo[1] is rds.sent:
+            refs = refs_memo[2]
+        else:
+            refs = mbb.route_refs(rds.live())
+            self._refs_memo = (rds.acked, rds.sent, refs)
+        covered = self._covered_memo
+        if covered is None or covered[0] is not snap or covered[1] is not refs:
+            covered = self._covered_memo = (snap, refs, snap.entries(r.CLUSTER).keys() >= refs)
+        if covered[2]:
+            return _NO_KEPT  # every cluster a live route uses is still in the snapshot
         key = (snap, rds.acked, rds.sent, cds.acked, cds.sent, eds.acked, eds.sent)
         ids = tuple(map(id, key))  # the memo holds the objects, so their ids cannot be reused meanwhile
         memo = self._kept_memo
         if memo is not None and memo[1] == ids:
             kept_all = memo[2]
         else:
-            refs = mbb.route_refs(rds.live())
             kept_all = mbb.kept_resources(snap, (cds.acked, cds.sent), (eds.acked, eds.sent), refs)
             self._kept_memo = (key, ids, kept_all)
         kept = kept_all[t]
         return {n: e for n, e in kept.items() if st.wants(n)} if kept else {}
 
-    def _target(self, snap: Snapshot, t: str) -> Target:
-        st = self.types[t]
-        kept = self._kept(snap, t, st)
+    def _target(self, snap: Snapshot, t: str, st: SotwTypeState, kept: Mapping[str, Entry]) -> Target:
         memo = st.memo
         if (
             not kept
@@ -172,21 +201,31 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
         if snap is None:
             return None
         clusters_settled = True
+        types = self.types
         for t in r.ORDER:
-            st = self.types[t]
+            st = types[t]
             if not st.requested:
                 continue
-            if t not in r.CLUSTER_TYPES and not clusters_settled:
+            cluster_type = t in r.CLUSTER_TYPES
+            if not cluster_type and not clusters_settled:
                 return None  # routes go only to a proxy whose clusters are warm (CDS/EDS ACKed)
             if not st.pending:
-                clusters_settled = clusters_settled and t not in r.CLUSTER_TYPES
+                clusters_settled = clusters_settled and not cluster_type
                 continue  # one response per type in flight; newer snapshots wait (coalesced)
-            entries, version, names = self._target(snap, t)
+            kept = self._kept(snap, t, st) if cluster_type else _NO_KEPT
+            if not kept and st.is_settled(snap.version(t)):
+                continue  # this type did not change since it was sent
+            entries, version, names = self._target(snap, t, st, kept)
             if version in st.nacked:
                 continue  # never resend a version the proxy rejected
             if version == st.sent_version and names == st.sent_names:
+                if not kept:
+                    st.settled = (version, st.names, st.wildcard, st.sent_names)
                 continue
-            return self._respond(snap, t, st, (entries, version, names))
+            response = self._respond(snap, t, st, (entries, version, names))
+            if not kept:
+                st.settled = (version, st.names, st.wildcard, names)
+            return response
         return None
 
     def _respond(self, snap: Snapshot, t: str, st: SotwTypeState, target: Target) -> bytes:

@@ -7,7 +7,7 @@ which keeps the protocol logic testable and the loop here small.
 
 Two tasks drive a stream: the reader applies each request as it arrives (so an ACK reaches the
 callbacks without an extra hop), and the handler task pushes when the node's snapshot changes.
-Both send through ``_push``, which holds a lock so responses leave in decision order.
+Both send through ``_push``; one push writes at a time, so responses leave in decision order.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class AdsStream(ABC, Generic[Req]):
         self._wake = asyncio.Event()
         self._done = False
         self._abort: tuple[grpc.StatusCode, str] | None = None
-        self._send = asyncio.Lock()
+        self._pushing = False  # a push is writing: others leave their turn to it (see _push)
+        self._again = False
         self.finished = asyncio.Event()
 
     # -- variant hooks -------------------------------------------------------------------------
@@ -209,16 +210,32 @@ class AdsStream(ABC, Generic[Req]):
             self._wake.set()
             return False
         self.handle(request)
-        hooks, self.ctx.hooks = self.ctx.hooks, []
-        for name, args in hooks:
-            await self.callbacks.call(name, *args)
+        hooks = self.ctx.hooks
+        if hooks:
+            self.ctx.hooks = []
+            for name, args in hooks:
+                pending = self.callbacks.start(name, *args)
+                if pending is not None:
+                    await pending
         return True
 
     async def _push(self, context: grpc.aio.ServicerContext) -> None:
-        async with self._send:
-            # Only the newest snapshot matters: changes since the last push collapse into one.
-            self.snapshot = self.cache.get_snapshot(self.ctx.node.id)
-            if self.snapshot is None:
-                return
-            while self._abort is None and (response := self.next_response()) is not None:
-                await context.write(response)
+        if self._pushing:
+            # The push in progress decides again once its write is done (state is only changed
+            # on this loop, so it sees whatever changed), then fetches the newest snapshot.
+            self._again = True
+            return
+        self._pushing = True
+        try:
+            again = True
+            while again:
+                self._again = False
+                # Only the newest snapshot matters: changes since the last push collapse into one.
+                self.snapshot = self.cache.get_snapshot(self.ctx.node.id)
+                if self.snapshot is None:
+                    return
+                while self._abort is None and (response := self.next_response()) is not None:
+                    await context.write(response)
+                again = self._again
+        finally:
+            self._pushing = False

@@ -109,3 +109,21 @@ def test_real_envoy_rejects_a_broken_bootstrap(envoy_bin: str, tmp_path: Path) -
         timeout=60,
     )
     assert proc.returncode != 0
+
+
+def test_a_dns_named_control_plane_is_resolved_and_validates(envoy_bin: str, tmp_path: Path) -> None:
+    # In Kubernetes the xDS address is a Service name; STATIC clusters accept only IPs.
+    text = bootstrap_yaml("fd-1", "fraud-detection", "eu-west-1a", xds_host="meshctl-xds.mesh.svc", xds_port=18000)
+    doc = yaml.safe_load(text)
+    assert doc["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+    assert "&id" not in text and "*id" not in text  # printed in full, no YAML anchors
+    path = tmp_path / "dns.yaml"
+    path.write_text(text)
+    done = subprocess.run([envoy_bin, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_xds_reconnect_backoff_is_capped_at_one_second() -> None:
+    grpc = envoy_bootstrap("n", "s", "z")["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]
+    assert grpc["retry_policy"]["retry_back_off"]["max_interval"] == "1s"
+    assert envoy_bootstrap("n", "s", "z", xds_host="127.0.0.1")["static_resources"]["clusters"][0]["type"] == "STATIC"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from meshctl.api.auth import Identity, identity, operator
@@ -46,10 +46,23 @@ async def propose(
         Literal["acked"] | None, Query(description="acked: answer once the proxies ACKed")
     ] = None,
     timeout_s: Annotated[float, Query(gt=0, le=60)] = 5.0,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="retrying with the same key returns the stored decision instead of proposing again",
+        ),
+    ] = None,
 ) -> Decision:
     """Propose a contract. 201 admitted, 202 pending approval, 200 counter-offer or rejected."""
     decision = await plane.negotiator.propose(
-        who.name, body, dry_run=dry_run, wait_acked=wait == "acked", ack_timeout_s=timeout_s
+        who.name,
+        body,
+        dry_run=dry_run,
+        wait_acked=wait == "acked",
+        ack_timeout_s=timeout_s,
+        idempotency_key=idempotency_key,
     )
     response.status_code = 200 if dry_run else _STATUS[decision.outcome]
     return decision

@@ -136,3 +136,32 @@ async def test_openapi_documents_the_contract_answers(api: Api) -> None:
     assert {"200", "201", "202", "422"} <= set(post["responses"])
     params = {p["name"] for p in post["parameters"]}
     assert {"dry_run", "wait", "timeout_s"} <= params
+
+
+async def test_retry_with_idempotency_key_after_a_503_does_not_reserve_twice(
+    agent: httpx.AsyncClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails after the contract is committed (on the audit write): the agent sees a 503
+    # and retries. Same key: the stored contract is returned, not a second reservation.
+    real_append = api.plane.store.append_audit
+
+    async def audit_down(entry: dict[str, Any]) -> dict[str, Any]:
+        raise StoreUnavailable("redis went away mid-request", retry_after_s=1)
+
+    monkeypatch.setattr(api.plane.store, "append_audit", audit_down)
+    key = {"Idempotency-Key": "incident-0217-graph"}
+    first = await agent.post("/v1/contracts", json=body(40), headers=key)
+    assert first.status_code == 503
+    monkeypatch.setattr(api.plane.store, "append_audit", real_append)
+    again = await agent.post("/v1/contracts", json=body(40), headers=key)
+    assert again.status_code == 201, again.text
+    stored = [c for c in api.plane.state.contracts.values()]
+    assert len(stored) == 1 and again.json()["proposal_id"] == stored[0].id
+    assert sum(sum(h.values()) for h in api.plane.state.reservations.values()) == 40
+    # The same key for a different proposal is a conflict, and changes nothing.
+    other = await agent.post("/v1/contracts", json=body(41), headers=key)
+    assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert len(api.plane.state.contracts) == 1
+    # A new key is a new proposal.
+    fresh = await agent.post("/v1/contracts", json=body(40), headers={"Idempotency-Key": "other"})
+    assert fresh.status_code == 201 and fresh.json()["proposal_id"] != stored[0].id
