@@ -16,6 +16,7 @@ import yaml
 
 from meshctl.bootstrap import AdsMode, envoy_bootstrap
 from meshctl.local.net import HttpResponse, ProcessExited, free_port, http_request, wait_for, wait_for_sync
+from meshctl.local.proc import end_process
 
 T = TypeVar("T")
 
@@ -138,15 +139,7 @@ class EnvoyProcess:
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; always by this process's PID."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=grace)
-            except ProcessLookupError:
-                pass
+        end_process(proc, signal.SIGTERM, grace)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

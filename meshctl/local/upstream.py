@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import select
 import signal
 import subprocess
@@ -13,6 +11,8 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from meshctl.local.proc import end_process
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -145,14 +145,7 @@ class UpstreamProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        end_process(proc, sig)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -10,6 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from meshctl.local.proc import end_process
+
 from .net import ProcessExited, free_port, wait_for_sync
 
 
@@ -84,16 +86,7 @@ class RedisServer:
 
     def _signal(self, sig: int, grace: float) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.kill(proc.pid, sig)
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace)
-        except ProcessLookupError:
-            pass
+        end_process(proc, sig, grace)
 
     def crash(self) -> None:
         """SIGKILL: only what reached the AOF survives."""

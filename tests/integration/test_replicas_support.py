@@ -29,6 +29,7 @@ import yaml
 from harness import EnvoyProcess, envoy_binary, free_port, http_request, wait_for, wait_for_sync
 
 from meshctl.bootstrap import envoy_bootstrap
+from meshctl.local.proc import end_process
 
 REPO = Path(__file__).resolve().parents[2]
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
@@ -139,15 +140,7 @@ class Replica:
 
     def _signal(self, sig: int, grace: float) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.kill(proc.pid, sig)
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=grace)
-            except ProcessLookupError:
-                pass
+        end_process(proc, sig, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -264,13 +257,11 @@ def redis_contract_ids(url: str, prefix: str = "meshctl") -> set[str]:
 
 # -- Envoy -----------------------------------------------------------------------------------------------
 def envoy_for(node_id: str, xds_port: int, *, service: str, zone: str = "eu-west-1a") -> EnvoyProcess:
-    """A started Envoy for `service`. Its xDS reconnect backoff is capped at 1 s (Envoy's default
-    grows to 30 s), so a returning control plane is found within a second, as deploy/k8s does."""
+    """A started Envoy for `service`. `meshctl bootstrap` caps its xDS reconnect backoff at 1 s
+    (Envoy's default grows to 30 s), so a returning control plane is found within a second."""
     boot = envoy_bootstrap(
         node_id, service, zone, xds_port=xds_port, admin_port=free_port(), listener_port=free_port()
     )
-    ads = boot["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]
-    ads["retry_policy"] = {"retry_back_off": {"base_interval": "0.1s", "max_interval": "1s"}}
     return EnvoyProcess(boot, name=node_id, binary=envoy_binary()).start()
 
 
