@@ -36,10 +36,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
+sys.path[:0] = [str(ROOT / "tests")]
 
 from harness import RedisServer  # noqa: E402
-from test_replicas_support import (  # noqa: E402
+from harness.replicas import (  # noqa: E402
     OPS,
     Replica,
     agent_headers,

@@ -27,49 +27,26 @@ from typing import Any
 import httpx
 import pytest
 from harness import RedisServer, UpstreamServer, wait_for
-
-try:  # whether pytest imports this file as part of a package or by its directory
-    from .test_replicas_support import (
-        OPS,
-        Replica,
-        Traffic,
-        agent_headers,
-        applied,
-        cluster_endpoints,
-        contract_request,
-        envoy_for,
-        provider_spec,
-        redis_contract_ids,
-        redis_reservations,
-        register,
-        rejected_updates,
-        route_weights,
-        type_versions,
-        wait_synced,
-        wait_traffic_ok,
-        xds_versions,
-    )
-except ImportError:
-    from test_replicas_support import (  # type: ignore[no-redef]
-        OPS,
-        Replica,
-        Traffic,
-        agent_headers,
-        applied,
-        cluster_endpoints,
-        contract_request,
-        envoy_for,
-        provider_spec,
-        redis_contract_ids,
-        redis_reservations,
-        register,
-        rejected_updates,
-        route_weights,
-        type_versions,
-        wait_synced,
-        wait_traffic_ok,
-        xds_versions,
-    )
+from harness.replicas import (
+    OPS,
+    Replica,
+    Traffic,
+    agent_headers,
+    applied,
+    cluster_endpoints,
+    contract_request,
+    envoy_for,
+    provider_spec,
+    redis_contract_ids,
+    redis_reservations,
+    register,
+    rejected_updates,
+    route_weights,
+    type_versions,
+    wait_synced,
+    wait_traffic_ok,
+    xds_versions,
+)
 
 pytestmark = pytest.mark.integration
 

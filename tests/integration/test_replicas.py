@@ -21,47 +21,25 @@ from typing import Any
 import httpx
 import pytest
 from harness import RedisServer, UpstreamServer, wait_for
-
-try:  # whether pytest imports this file as part of a package or by its directory
-    from .test_replicas_support import (
-        Replica,
-        Traffic,
-        applied,
-        cluster_endpoints,
-        contract_request,
-        envoy_for,
-        propose,
-        provider_spec,
-        redis_reservations,
-        register,
-        rejected_updates,
-        replicas,
-        route_weights,
-        type_versions,
-        wait_synced,
-        wait_traffic_ok,
-        xds_versions,
-    )
-except ImportError:
-    from test_replicas_support import (  # type: ignore[no-redef]
-        Replica,
-        Traffic,
-        applied,
-        cluster_endpoints,
-        contract_request,
-        envoy_for,
-        propose,
-        provider_spec,
-        redis_reservations,
-        register,
-        rejected_updates,
-        replicas,
-        route_weights,
-        type_versions,
-        wait_synced,
-        wait_traffic_ok,
-        xds_versions,
-    )
+from harness.replicas import (
+    Replica,
+    Traffic,
+    applied,
+    cluster_endpoints,
+    contract_request,
+    envoy_for,
+    propose,
+    provider_spec,
+    redis_reservations,
+    register,
+    rejected_updates,
+    replicas,
+    route_weights,
+    type_versions,
+    wait_synced,
+    wait_traffic_ok,
+    xds_versions,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,10 @@ from typing import Any
 import httpx
 import redis
 import yaml
-from harness import EnvoyProcess, envoy_binary, free_port, http_request, wait_for, wait_for_sync
 
 from meshctl.bootstrap import envoy_bootstrap
+from meshctl.local.envoy import EnvoyProcess, envoy_binary
+from meshctl.local.net import free_port, http_request, wait_for, wait_for_sync
 from meshctl.local.proc import end_process
 
 REPO = Path(__file__).resolve().parents[2]
