@@ -48,10 +48,8 @@ class CallbackRunner:
         self._target = target
 
     def start(self, name: str, *args: Any) -> Awaitable[None] | None:
-        """Run a hook up to its first await: None if it is done (every sync hook), else what to await.
-
-        Saves a coroutine per ACK on the push path, where hooks are usually plain functions.
-        """
+        """Call a hook: None once it has finished (any sync hook), else an awaitable that finishes it,
+        logging its errors. Unlike ``call``, a sync hook costs no coroutine: this runs on every ACK."""
         fn = getattr(self._target, name, None)
         if fn is None:
             return None
