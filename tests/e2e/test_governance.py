@@ -114,7 +114,9 @@ async def test_broken_policy_file_is_refused_with_file_line_and_old_policies_sta
         "predicate: |\n"
         "  provider.region.startsWith(\n"
     )
-    r = await mesh.operator.post("/v1/policies/reload", json={"documents": [{"filename": "typo.yaml", "content": broken}]})
+    r = await mesh.operator.post(
+        "/v1/policies/reload", json={"documents": [{"filename": "typo.yaml", "content": broken}]}
+    )
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["code"] == "invalid_policy"

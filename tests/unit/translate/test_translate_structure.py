@@ -168,9 +168,10 @@ def test_proxyless_node_gets_an_api_listener_per_capability_and_no_sidecar_liste
     rcs = {m.name: m for m in res if isinstance(m, route_pb2.RouteConfiguration)}
     assert sorted(rcs) == ["rc.graph-analysis", "rc.grpc-echo"]
     for route in rcs["rc.grpc-echo"].virtual_hosts[0].routes:
-        # gRPC NACKs filter overrides it does not know; it honours max_stream_duration, not timeout.
+        # gRPC NACKs filter overrides it does not know; and grpcio 1.85 fails every call when
+        # max_stream_duration is set (tests/e2e/test_contracts_proxyless.py), so none is sent.
         assert dict(route.typed_per_filter_config) == {}
-        assert route.route.max_stream_duration.max_stream_duration.ToMilliseconds() == 320
+        assert not route.route.HasField("max_stream_duration")
         assert route.route.retry_policy.retry_on == "unavailable"
     check_consistent(res)
 
