@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from meshctl.errors import InconsistentSnapshot
 from meshctl.model import Contract, Provider
+from meshctl.translate.memo import TranslationMemo
 from meshctl.translate.node import DEFAULT_LISTENER_PORT, NodeView, translate_node
 from meshctl.xds.cache import SnapshotCache
 from meshctl.xds.snapshot import Snapshot
@@ -71,6 +72,7 @@ class ConfigSync:
         self._acked = asyncio.Condition()
         self.push_latencies_s: list[float] = []
         self._set_at: dict[str, float] = {}
+        self.memo = TranslationMemo()
 
     # -- xDS server callbacks --------------------------------------------------------------------
     def on_stream_open(self, node: NodeInfo) -> None:
@@ -107,7 +109,7 @@ class ConfigSync:
         return [n for n in self._nodes.values() if n.service in wanted]
 
     def push_node(self, node: NodeView) -> PushResult:
-        resources = translate_node(node, self._contracts(), self._providers())
+        resources = translate_node(node, self._contracts(), self._providers(), self.memo)
         snap = Snapshot.build(resources)
         old = self.cache.get_snapshot(node.node_id)
         if old is not None and old.versions() == snap.versions():

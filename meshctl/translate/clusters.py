@@ -49,6 +49,13 @@ def primary_shares(contract: Contract) -> list[PrimaryShare]:
     return list(merged.values())
 
 
+def referenced_providers(contract: Contract) -> list[str]:
+    """Every provider id whose object the contract's clusters and endpoints are built from."""
+    if contract.allocation is None:
+        return []
+    return [s.provider_id for s in (*contract.allocation.shares, *contract.allocation.failover)]
+
+
 def is_http2(provider: Provider) -> bool:
     """HTTP/2 upstream only when every endpoint speaks it; h2 to an HTTP/1 server fails outright."""
     return all(ep.protocol in _H2_PROTOCOLS for ep in provider.endpoints)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
@@ -16,7 +17,13 @@ from google.protobuf.message import Message
 
 from meshctl.model import LIVE_STATES, Contract, Provider
 from meshctl.translate import builders, resources
-from meshctl.translate.clusters import cluster_name, contract_clusters, primary_shares
+from meshctl.translate.clusters import (
+    cluster_name,
+    contract_clusters,
+    primary_shares,
+    referenced_providers,
+)
+from meshctl.translate.memo import TranslationMemo
 from meshctl.translate.routes import capability_virtual_host
 
 OUTBOUND = "outbound"
@@ -93,7 +100,10 @@ def proxyless_route_config_name(capability: str) -> str:
 
 
 def translate_node(
-    node: NodeView, contracts: Sequence[Contract], providers: Mapping[str, Provider]
+    node: NodeView,
+    contracts: Sequence[Contract],
+    providers: Mapping[str, Provider],
+    memo: TranslationMemo | None = None,
 ) -> list[Message]:
     """Listeners, route configurations, clusters and endpoints for `node`, canonically ordered.
 
@@ -101,11 +111,18 @@ def translate_node(
     `outbound` (one virtual host per capability). A proxyless gRPC client instead gets, per
     capability, an ApiListener named after the capability over route configuration
     `rc.<capability>`; it has no socket to bind, so it gets no `outbound` listener.
+    `memo` (optional) reuses per-contract output built earlier from the same objects.
     """
     out: list[Message] = []
     by_capability: dict[str, list[tuple[Contract, list[tuple[str, int]]]]] = {}
     for contract in node_contracts(node, contracts):
-        cc = contract_clusters(contract, providers)
+        if memo is None:
+            cc = contract_clusters(contract, providers)
+        else:
+            used = tuple(providers.get(pid) for pid in referenced_providers(contract))
+            cc = memo.get(
+                "clusters", (contract, *used), None, partial(contract_clusters, contract, providers)
+            )
         out.extend(cc.clusters)
         out.extend(cc.load_assignments)
         by_capability.setdefault(contract.request.capability, []).append((contract, cc.weights))
@@ -114,12 +131,12 @@ def translate_node(
         for capability, items in sorted(by_capability.items()):
             rc_name = proxyless_route_config_name(capability)
             out.append(builders.api_listener(capability, rc_name))
-            vh = capability_virtual_host(capability, items, proxyless=True)
+            vh = capability_virtual_host(capability, items, proxyless=True, memo=memo)
             out.append(builders.route_configuration(rc_name, [vh]))
     else:
         out.append(builders.outbound_listener(OUTBOUND, node.listener_port, OUTBOUND))
         vhosts = [
-            capability_virtual_host(cap, items, proxyless=False)
+            capability_virtual_host(cap, items, proxyless=False, memo=memo)
             for cap, items in sorted(by_capability.items())
         ]
         out.append(builders.route_configuration(OUTBOUND, vhosts))

@@ -8,6 +8,7 @@ from envoy.config.route.v3 import route_components_pb2
 
 from meshctl.model import Contract
 from meshctl.translate import builders, sizing
+from meshctl.translate.memo import TranslationMemo
 
 CONTRACT_HEADER = "x-mesh-contract"
 RATELIMITED_HEADER = "x-mesh-ratelimited"
@@ -110,6 +111,7 @@ def capability_virtual_host(
     contracts: Sequence[tuple[Contract, Sequence[tuple[str, int]]]],
     *,
     proxyless: bool,
+    memo: TranslationMemo | None = None,
 ) -> route_components_pb2.VirtualHost:
     """Header routes for the newer contracts, then the oldest contract as the header-less default.
 
@@ -118,8 +120,17 @@ def capability_virtual_host(
     has exactly one route and therefore one rate-limit bucket (two routes would allow 2 x rps).
     """
     ordered = sorted(contracts, key=lambda cw: (cw[0].created_at, cw[0].id))
-    routes = [contract_route(c, w, default=False, proxyless=proxyless) for c, w in ordered[1:]]
+
+    def route(c: Contract, w: Sequence[tuple[str, int]], default: bool) -> route_components_pb2.Route:
+        if memo is None:
+            return contract_route(c, w, default=default, proxyless=proxyless)
+        return memo.get(
+            "route", (c,), (tuple(w), default, proxyless),
+            lambda: contract_route(c, w, default=default, proxyless=proxyless),
+        )  # fmt: skip
+
+    routes = [route(c, w, False) for c, w in ordered[1:]]
     if ordered:
         oldest, weights = ordered[0]
-        routes.append(contract_route(oldest, weights, default=True, proxyless=proxyless))
+        routes.append(route(oldest, weights, True))
     return builders.virtual_host(capability, domains(capability), routes)
