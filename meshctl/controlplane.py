@@ -224,14 +224,22 @@ class ControlPlane:
                 g.set_provider(Provider.model_validate(ev.data))
             else:
                 g.remove_provider(ev.key)
+            # New endpoints (or a provider gone) change this replica's proxies' config even
+            # when no allocation moves; the replica that re-solves publishes those separately.
+            self.sync.push_services({c.request.consumer for c in self.state.using(ev.key)})
         elif ev.kind == "contract" and ev.op == "put":
             c = Contract.model_validate(ev.data)
             holds = c.state in LIVE_STATES or c.state is ContractState.PENDING_APPROVAL
             self.state.put_contract(c, c.allocation.reservation if (holds and c.allocation) else {})
             self.sync.push_services([c.request.consumer])
         elif ev.kind == "policy":
-            if self.policies_dir:
-                with contextlib.suppress(Exception):
+            # Uploaded documents travel with the event, so every replica enforces the same set;
+            # a directory reload makes each replica reload its own copy of the directory.
+            with contextlib.suppress(Exception):
+                docs = ev.data.get("documents")
+                if docs is not None:
+                    self.policy_set = PolicySet.from_documents([(d[0], d[1]) for d in docs])
+                elif self.policies_dir:
                     self.policy_set = self.policy_set.reload(self.policies_dir)
 
     # -- history ------------------------------------------------------------------------------------------
@@ -439,7 +447,15 @@ class ControlPlane:
             decision=f"{len(new)} policies in force",
             details={"before": old_digest, "after": new.digest, "names": new.names},
         )
-        await self.store.publish(ChangeEvent(kind="policy", op="put", key="policies", origin=self.origin))
+        await self.store.publish(
+            ChangeEvent(
+                kind="policy",
+                op="put",
+                key="policies",
+                origin=self.origin,
+                data={"documents": [list(d) for d in documents]} if documents is not None else {},
+            )
+        )
         # Policies shape allocations: every live contract is checked again under the new rules.
         await self.lifecycle.resolve(everything=True, cause="policies changed")
         return new
