@@ -48,6 +48,7 @@ from meshctl.store.memory import (
     normalise_reservation,
 )
 from meshctl.store.redis_feed import StreamFollower, encode_event
+from meshctl.store.redis_history import HistoryEncoder, KnownParts, rebuild, referenced, split_ids
 from meshctl.store.redis_scripts import APPEND_HISTORY, COMMIT_CONTRACT, RESERVATIONS, WRITE
 
 CHANGES_MAXLEN = 100_000
@@ -56,46 +57,20 @@ POOL_SIZE = 64
 POOL_WAIT_S = 5.0
 _AUDIT_ATTEMPTS = 500
 _AUDIT_CACHE = 32
+_HISTORY_ATTEMPTS = 3
+_PARTS_CHUNK = 5_000
 
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-class _PartsEncoder:
-    """JSON text of a history snapshot, reusing the text of list items seen in the last one.
-
-    Snapshots share their unchanged parts (`topology.history.DumpCache`: same object while the
-    zone, link, provider or contract is unchanged) and are read-only, so an item's identity says
-    its text is unchanged: a change costs the encoding of what changed, not of the whole mesh.
-    The output is exactly `_dumps(snapshot)`.
-    """
-
-    def __init__(self) -> None:
-        self._texts: dict[int, tuple[object, str]] = {}
-        self._used: dict[int, tuple[object, str]] = {}
-
-    def encode(self, snapshot: dict[str, Any]) -> str:
-        fields = []
-        for key, value in snapshot.items():
-            text = "[" + ",".join(map(self._item, value)) + "]" if isinstance(value, list) else _dumps(value)
-            fields.append(f"{_dumps(key)}:{text}")
-        self._texts, self._used = self._used, {}
-        return "{" + ",".join(fields) + "}"
-
-    def _item(self, item: object) -> str:
-        hit = self._texts.get(id(item))
-        if hit is None or hit[0] is not item:
-            hit = (item, _dumps(item))
-        self._used[id(item)] = hit
-        return hit[1]
+def _referenced(entries: list[tuple[int, dict[str, str]]]) -> set[str]:
+    return {pid for _v, fields in entries for pid in referenced(fields)}
 
 
-def _versioned(version: int, body: str) -> dict[str, Any]:
-    snap: dict[str, Any] = json.loads(body)
-    if version:  # 0: written before versions were handed out by the store
-        snap["version"] = version
-    return snap
+def _cached(ids: set[str], cache: dict[str, Any]) -> dict[str, Any]:
+    return {pid: cache[pid] for pid in ids if pid in cache}
 
 
 def _replace_holdings(
@@ -140,9 +115,14 @@ class RedisStore:
         self._complete: set[str] = set()
         self._known_resv: dict[str, dict[str, float]] | None = None
         self._known_audit: OrderedDict[tuple[int, int | None], list[dict[str, Any]]] = OrderedDict()
-        # (version, JSON text): parsed only when an outage makes it the answer.
-        self._known_history: list[tuple[int, str]] | None = None
-        self._history_encoder = _PartsEncoder()
+        # (version, stream entry fields): rebuilt from `_parts` when an outage makes it the answer.
+        self._known_history: list[tuple[int, dict[str, str]]] | None = None
+        self._history_encoder = HistoryEncoder()
+        self._known_parts = KnownParts()
+        # Parsed history parts of the last history read and own appends since, shared by the
+        # snapshots that reference them (read-only, as MemoryStore's are).
+        self._parts: dict[str, Any] = {}
+        self._appends_since_read = 0
         # Server clock minus ours (ms) and its uncertainty, to place follow()'s start without I/O.
         self._clock_offset_ms = 0.0
         self._clock_margin_ms = 5
@@ -403,15 +383,39 @@ class RedisStore:
 
     # -- topology history --------------------------------------------------------------------
     async def append_history(self, snapshot: dict[str, Any]) -> int:
-        # Snapshots hold the whole mesh and come with every change: serialise once, and only
-        # the parts that changed since the last one.
-        body = self._history_encoder.encode(snapshot)
-        keys = [self._key("history"), self._key("history", "version")]
-        async with self._guard("append history"):
-            version = int(await APPEND_HISTORY(self._r, keys, [body, self.history_limit]))
+        # Snapshots hold the whole mesh and come with every change: send only the parts this
+        # process has not seen stored, and let the script say if one of those is gone after all.
+        enc = self._history_encoder.encode(snapshot)
+        keys = [self._key("history"), self._key("history", "version"), self._key("history", "parts")]
+        for _ in range(_HISTORY_ATTEMPTS):
+            known, new = [], []
+            for pid, text in enc.parts.items():
+                if pid in self._known_parts:
+                    known.append(pid)
+                else:
+                    new += [pid, text]
+            async with self._guard("append history"):
+                reply = await APPEND_HISTORY(
+                    self._r, keys, [enc.head, enc.kinds, self.history_limit, "".join(known), *new]
+                )
+            if not isinstance(reply, list):
+                break
+            self._known_parts.discard(split_ids(reply[1]))  # lost (flushed, restored from a backup)
+        else:
+            raise StoreUnavailable(f"history parts kept vanishing for {_HISTORY_ATTEMPTS} attempts")
+        self._known_parts.add(enc.parts)
+        version = int(reply)
         if self._known_history is not None:
-            self._known_history.append((version, body))
+            for pid, text in enc.parts.items():
+                if pid not in self._parts:
+                    self._parts[pid] = json.loads(text)
+            self._known_history.append((version, {"h": enc.head, "k": enc.kinds}))
             del self._known_history[: -self.history_limit]
+            self._appends_since_read += 1
+            if self._appends_since_read >= max(self.history_limit, 1_000):
+                # Forget parts only trimmed entries used, as a read would (amortised O(mesh)).
+                self._parts = _cached(_referenced(self._known_history), self._parts)
+                self._appends_since_read = 0
         return version
 
     async def list_history(self) -> list[dict[str, Any]]:
@@ -419,12 +423,36 @@ class RedisStore:
         try:
             async with self._guard("list history"):
                 rows = await self._r.xrevrange(self._key("history"), count=max(self.history_limit, 1))
+                entries = [(int(f.get("v") or 0), f) for _id, f in reversed(rows)]
+                needed = _referenced(entries)
+                parts = _cached(needed, self._parts)
+                await self._fetch_parts(needed - parts.keys(), parts)
         except StoreUnavailable:
             if self._known_history is not None:
-                return [_versioned(v, s) for v, s in self._known_history]
+                return self._snapshots(self._known_history)
             raise
-        self._known_history = [(int(f.get("v") or 0), f["s"]) for _id, f in reversed(rows)]
-        return [_versioned(v, s) for v, s in self._known_history]
+        self._known_history, self._parts, self._appends_since_read = entries, parts, 0
+        return self._snapshots(entries)
+
+    async def _fetch_parts(self, ids: set[str], into: dict[str, Any]) -> None:
+        wanted = sorted(ids)
+        chunks = [wanted[i : i + _PARTS_CHUNK] for i in range(0, len(wanted), _PARTS_CHUNK)]
+        if not chunks:
+            return
+        async with self._r.pipeline(transaction=False) as pipe:
+            for chunk in chunks:
+                pipe.hmget(self._key("history", "parts"), chunk)
+            replies = await pipe.execute()
+        for chunk, texts in zip(chunks, replies, strict=True):
+            for pid, text in zip(chunk, texts, strict=True):
+                if text is not None:
+                    into[pid] = json.loads(text)
+
+    def _snapshots(self, entries: list[tuple[int, dict[str, str]]]) -> list[dict[str, Any]]:
+        # An entry whose parts are gone (the parts hash deleted by hand) is left out rather than
+        # failing the whole history; appends never reference a part the script did not find.
+        snaps = (rebuild(v, f, self._parts) for v, f in entries)
+        return [s for s in snaps if s is not None]
 
     # -- change feed ---------------------------------------------------------------------------
     async def publish(self, event: ChangeEvent) -> None:

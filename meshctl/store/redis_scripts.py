@@ -8,7 +8,14 @@ Keys under the store's prefix `{p}`:
   {p}:changes                                        stream  the change feed (MAXLEN ~ 100k)
   {p}:audit  {p}:audit:tail                          stream (id = "<seq>-0") + the sealed tail entry
   {p}:history                                        stream  topology snapshots (MAXLEN ~ history_limit)
+  {p}:history:parts                                  hash    part id -> JSON of one snapshot part
   {p}:history:version                                string  the last history version handed out
+
+History entries reference their parts by id (see redis_history.py). Parts are never deleted: one
+that only trimmed entries referenced stays, so the hash grows by the changed parts of every change
+(not by whole snapshots). Pruning would have to prove no entry, including one a replica is about
+to append, references a part; the append script's check of every part id it relies on is what
+would make that safe.
 
 The scripts derive per-provider keys from a prefix argument instead of declaring them in KEYS, so
 they need a single Redis primary (optionally with replicas / Sentinel), not Redis Cluster.
@@ -90,13 +97,26 @@ return {'ok', id}
 """
 )
 
-# KEYS: history stream, history version counter. ARGV: snapshot JSON, stream maxlen.
+# KEYS: history stream, history version counter, history parts hash.
+# ARGV: entry head JSON, entry kinds JSON, stream maxlen, ids of parts the caller believes stored
+# (concatenated, 16 characters each), then (part id, part JSON) pairs to store.
 # Replicas share one version sequence: each snapshot's version is taken here, in the same step that
-# appends it (field "v" overrides the "version" inside the JSON when read). Returns the version.
+# appends it (field "v" overrides the "version" inside the JSON when read). Parts go in before the
+# entry that references them, in the same step, so no reader sees an entry without its parts.
+# Returns the version, or {"missing", ids} (and writes nothing) if a part believed stored is not.
 APPEND_HISTORY = LuaScript(
     """
+local parts, known, missing = KEYS[3], ARGV[4], {}
+for i = 1, #known, 16 do
+  local id = string.sub(known, i, i + 15)
+  if redis.call('HEXISTS', parts, id) == 0 then missing[#missing + 1] = id end
+end
+if #missing > 0 then return {'missing', table.concat(missing)} end
+for i = 5, #ARGV, 2 do
+  redis.call('HSETNX', parts, ARGV[i], ARGV[i + 1])
+end
 local v = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[1], 'v', v)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'h', ARGV[1], 'k', ARGV[2], 'v', v)
 return v
 """
 )

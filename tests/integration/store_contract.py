@@ -368,3 +368,33 @@ async def test_history_append_list_bounded(make_stores: MakeStores) -> None:
     history = await store.list_history()
     assert [h["version"] for h in history] == [8, 9, 10, 11, 12]
     assert history[-1] == {"version": 12, "cause": "change 12", "graph": {"n": [1, 2]}}
+
+
+async def test_replicas_interleaving_history_appends_read_back_every_snapshot(
+    make_stores: MakeStores,
+) -> None:
+    """Two replicas appending mesh snapshots that share (equal) items at once: one version
+    sequence, and each version reads back as exactly the snapshot that got it."""
+    a, b = await make_stores(2)
+    zones = [{"name": f"z{i}", "region": "eu"} for i in range(3)]
+    rows = [{"id": f"c{i:02d}", "state": "active", "sla": {"p99_ms": 20.0 + i}} for i in range(20)]
+
+    def snap(origin: str, step: int) -> dict[str, Any]:
+        changed = {**rows[step], "state": "degraded", "by": origin}
+        return {
+            "version": 0,
+            "at": 1000.0 + step,
+            "cause": f"{origin} step {step}",
+            "detail": {"contract": changed["id"]},
+            "zones": zones,
+            "consumers": {f"consumer-{i:03d}": "z1" for i in range(30)},
+            "contracts": [*rows[:step], changed, *rows[step + 1 :]],
+        }
+
+    wanted = [(s, snap(s_name, i)) for i in range(12) for s_name, s in (("a", a), ("b", b))]
+    versions = await asyncio.gather(*(s.append_history(snapshot) for s, snapshot in wanted))
+    assert sorted(versions) == list(range(1, len(wanted) + 1))
+    expected = sorted(({**snapshot, "version": v} for (_s, snapshot), v in zip(wanted, versions, strict=True)),
+                      key=lambda h: h["version"])  # fmt: skip
+    assert await a.list_history() == expected
+    assert await b.list_history() == expected
