@@ -43,6 +43,9 @@ from meshctl.xds.status import ProxyStatusRegistry
 
 log = logging.getLogger(__name__)
 
+# The owner recorded for providers an operator registered: no agent token can ever match it.
+OPERATOR_OWNER = "operator"
+
 
 class ControlPlane:
     def __init__(
@@ -235,12 +238,14 @@ class ControlPlane:
         elif ev.kind == "policy":
             # Uploaded documents travel with the event, so every replica enforces the same set;
             # a directory reload makes each replica reload its own copy of the directory.
-            with contextlib.suppress(Exception):
+            try:
                 docs = ev.data.get("documents")
                 if docs is not None:
                     self.policy_set = PolicySet.from_documents([(d[0], d[1]) for d in docs])
                 elif self.policies_dir:
                     self.policy_set = self.policy_set.reload(self.policies_dir)
+            except Exception:
+                log.exception("policy change from replica %s not applied; old policies stay", ev.origin)
 
     # -- history ------------------------------------------------------------------------------------------
     async def record(self, cause: str, detail: dict[str, Any]) -> None:
@@ -304,13 +309,16 @@ class ControlPlane:
             log.warning("NACK from %s not audited, store unavailable: %s", node_id, exc.message)
         # The contracts whose config that node carries learn of the NACK too.
         now = self.clock()
-        for c in self.state.live():
-            if c.request.consumer != service:
-                continue
-            ev = ContractEvent(at=now, kind="nack", detail=f"{node_id} rejected {short} {version}: {error}")
-            new = c.model_copy(update={"events": [*c.events, ev], "updated_at": now})
-            with contextlib.suppress(Exception):
-                await self.negotiator.commit(new, self.state.held_by(c.id))
+        async with self.negotiator.lock:  # under the lock: never write over a newer copy
+            for c in self.state.live():
+                if c.request.consumer != service:
+                    continue
+                ev = ContractEvent(
+                    at=now, kind="nack", detail=f"{node_id} rejected {short} {version}: {error}"
+                )
+                new = c.model_copy(update={"events": [*c.events, ev], "updated_at": now})
+                with contextlib.suppress(Exception):
+                    await self.negotiator.commit(new, self.state.held_by(c.id))
 
     def _refresh_gauges(self) -> None:
         self.metrics.connected_proxies.set(sum(1 for p in self.status.list() if p.connected))
@@ -338,6 +346,10 @@ class ControlPlane:
         users = [p.id for p in self.state.graph.providers() if p.zone == name]
         if users:
             raise Conflict(f"zone {name!r} still has providers: {', '.join(users[:5])}", field="name")
+        # Its links go with it, in the store too: they must not reappear when the zone returns.
+        for link in [x for x in self.state.graph.links() if name in (x.a, x.b)]:
+            await self.store.delete_link(link.a, link.b)
+            self.state.graph.remove_link(link.a, link.b)
         await self.store.delete_zone(name)
         self.state.graph.remove_zone(name)
         await self.record("zone removed", {"zone": name})
@@ -369,7 +381,9 @@ class ControlPlane:
     def _own_provider(self, provider_id: str, who: str | None) -> Provider:
         """The provider, if `who` may change it (None: an operator, who may change any)."""
         p = self.state.graph.provider(provider_id)
-        if p is None or (who is not None and p.owner and p.owner != who):
+        # An agent may touch only what it registered; operator-registered providers (owner
+        # "operator") and providers from before ownership existed (owner "") are operators' only.
+        if p is None or (who is not None and p.owner != who):
             # Like contracts: another identity's provider is indistinguishable from a missing one.
             raise NotFound(
                 f"provider {provider_id!r} not found (lease lapsed? register again)", field="provider_id"
@@ -383,10 +397,11 @@ class ControlPlane:
             raise ValidationFailed(f"unknown zone {spec.zone!r}", field="zone")
         now = self.clock()
         old = self.state.graph.provider(spec.id)
-        if old is not None and owner is not None and old.owner and old.owner != owner:
+        if old is not None and owner is not None and old.owner != owner:
             raise Conflict(f"provider id {spec.id!r} is registered by another identity", field="id")
         provider = Provider(
-            owner=(old.owner if old and old.owner else owner or ""),
+            # Ownership never moves: an operator's update keeps the registrant as owner.
+            owner=old.owner if old is not None else (owner or OPERATOR_OWNER),
             **spec.model_dump(),
             region=region,
             registered_at=old.registered_at if old else now,
@@ -439,7 +454,8 @@ class ControlPlane:
         else:
             raise ValidationFailed("no policy directory configured and no documents given", field="documents")
         old_digest = self.policy_set.digest
-        self.policy_set = new
+        # Audit and publish first: if either fails the old set stays in force here too, so this
+        # replica never enforces rules the others (and the audit log) do not know of.
         await self.negotiator.audit(
             actor=actor,
             subject="policies",
@@ -456,6 +472,7 @@ class ControlPlane:
                 data={"documents": [list(d) for d in documents]} if documents is not None else {},
             )
         )
+        self.policy_set = new
         # Policies shape allocations: every live contract is checked again under the new rules.
         await self.lifecycle.resolve(everything=True, cause="policies changed")
         return new

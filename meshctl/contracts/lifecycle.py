@@ -22,6 +22,9 @@ tracer = trace.get_tracer("meshctl.contracts")
 
 
 class Lifecycle:
+    """Every state change runs under the negotiator's lock and re-reads the contract inside it, so
+    a verb and a re-solve never write from each other's stale copy (last writer would win)."""
+
     def __init__(self, negotiator: Negotiator) -> None:
         self.n = negotiator
         self.state = negotiator.state
@@ -58,13 +61,19 @@ class Lifecycle:
         holds = state in LIVE_STATES or state is ContractState.PENDING_APPROVAL
         reservation = new.allocation.reservation if (holds and new.allocation) else {}
         await self.n.commit(new, reservation)
+        # Stored: push before the audit and history writes, so a store failure after this point
+        # cannot leave the proxies on routes the stored state no longer has (a retry would 409).
+        self.n.push([new.request.consumer])
         await self.n.audit(actor=actor, subject=contract.id, kind=kind, decision=detail or str(state))
         await self.n.record(f"contract {kind}", {"contract": contract.id})
         return new
 
     # -- agent and operator verbs ---------------------------------------------------------------------
     async def renew(self, contract_id: str, owner: str | None, duration_s: float | None = None) -> Contract:
-        c = self.get(contract_id, owner)
+        async with self.n.lock:
+            return await self._renew(self.get(contract_id, owner), owner, duration_s)
+
+    async def _renew(self, c: Contract, owner: str | None, duration_s: float | None) -> Contract:
         if c.state not in LIVE_STATES:
             raise Conflict(f"contract is {c.state}, only active or degraded contracts renew", field="state")
         extra = duration_s or c.request.duration_s
@@ -95,44 +104,51 @@ class Lifecycle:
         return new
 
     async def revoke(self, contract_id: str, owner: str | None, actor: str) -> Contract:
-        c = self.get(contract_id, owner)
-        if c.state not in LIVE_STATES and c.state is not ContractState.PENDING_APPROVAL:
-            raise Conflict(f"contract is already {c.state}", field="state")
-        new = await self._transition(c, ContractState.REVOKED, kind="revoke", actor=actor, detail="revoked")
-        self.n.push([c.request.consumer])
+        async with self.n.lock:
+            c = self.get(contract_id, owner)
+            if c.state not in LIVE_STATES and c.state is not ContractState.PENDING_APPROVAL:
+                raise Conflict(f"contract is already {c.state}", field="state")
+            new = await self._transition(
+                c, ContractState.REVOKED, kind="revoke", actor=actor, detail="revoked"
+            )
         await self.resolve_degraded()
         return new
 
     async def approve(self, contract_id: str, actor: str, reason: str) -> Contract:
-        c = self.get(contract_id)
-        if c.state is not ContractState.PENDING_APPROVAL:
-            raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
-        now = self.n.clock()
-        new = await self._transition(
-            c,
-            ContractState.ACTIVE,
-            kind="approval",
-            actor=actor,
-            detail=reason,
-            reasons=[r for r in c.reasons if not r.startswith("policy:")]
-            + [f"approved by {actor}: {reason}"],
-            expires_at=now + c.request.duration_s,
-        )
-        self.n.push([c.request.consumer])
+        async with self.n.lock:
+            c = self.get(contract_id)
+            if c.state is not ContractState.PENDING_APPROVAL:
+                raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
+            now = self.n.clock()
+            new = await self._transition(
+                c,
+                ContractState.ACTIVE,
+                kind="approval",
+                actor=actor,
+                detail=reason,
+                reasons=[r for r in c.reasons if not r.startswith("policy:")]
+                + [f"approved by {actor}: {reason}"],
+                expires_at=now + c.request.duration_s,
+            )
+            # The mesh may have changed while a human decided: go live on what is feasible now
+            # (moved, or degraded with reasons) rather than on the allocation held since then.
+            if await self._resolve_one(new, "approved"):
+                new = self.state.contracts[new.id]
         return new
 
     async def reject(self, contract_id: str, actor: str, reason: str) -> Contract:
-        c = self.get(contract_id)
-        if c.state is not ContractState.PENDING_APPROVAL:
-            raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
-        new = await self._transition(
-            c,
-            ContractState.REJECTED,
-            kind="approval_rejected",
-            actor=actor,
-            detail=reason,
-            reasons=[*c.reasons, f"rejected by {actor}: {reason}"],
-        )
+        async with self.n.lock:
+            c = self.get(contract_id)
+            if c.state is not ContractState.PENDING_APPROVAL:
+                raise Conflict(f"contract is {c.state}, not pending_approval", field="state")
+            new = await self._transition(
+                c,
+                ContractState.REJECTED,
+                kind="approval_rejected",
+                actor=actor,
+                detail=reason,
+                reasons=[*c.reasons, f"rejected by {actor}: {reason}"],
+            )
         await self.resolve_degraded()
         return new
 
@@ -141,29 +157,27 @@ class Lifecycle:
         """Expire contracts past `expires_at` (pending approvals time out to rejected)."""
         now = self.n.clock()
         done: list[str] = []
-        consumers: set[str] = set()
-        for c in list(self.state.contracts.values()):
-            if c.expires_at > now:
-                continue
-            if c.state in LIVE_STATES:
-                await self._transition(
-                    c, ContractState.EXPIRED, kind="expiry", actor="system", detail="duration ended"
-                )
-            elif c.state is ContractState.PENDING_APPROVAL:
-                await self._transition(
-                    c,
-                    ContractState.REJECTED,
-                    kind="expiry",
-                    actor="system",
-                    detail="approval not given in time",
-                    reasons=[*c.reasons, "approval timed out"],
-                )
-            else:
-                continue
-            done.append(c.id)
-            consumers.add(c.request.consumer)
+        async with self.n.lock:
+            for c in list(self.state.contracts.values()):
+                if c.expires_at > now:
+                    continue
+                if c.state in LIVE_STATES:
+                    await self._transition(
+                        c, ContractState.EXPIRED, kind="expiry", actor="system", detail="duration ended"
+                    )
+                elif c.state is ContractState.PENDING_APPROVAL:
+                    await self._transition(
+                        c,
+                        ContractState.REJECTED,
+                        kind="expiry",
+                        actor="system",
+                        detail="approval not given in time",
+                        reasons=[*c.reasons, "approval timed out"],
+                    )
+                else:
+                    continue
+                done.append(c.id)
         if done:
-            self.n.push(sorted(consumers))
             await self.resolve_degraded()
         return done
 
@@ -196,23 +210,19 @@ class Lifecycle:
         """Re-solve contracts that use `provider_ids` (or every live one); returns the ids that moved."""
         ids = set(provider_ids)
         affected = (
-            self.state.live()
+            [c.id for c in self.state.holding()]
             if everything
-            else [c for pid in ids for c in self.state.using(pid) if c.state in LIVE_STATES]
+            else [c.id for pid in ids for c in self.state.using(pid)]
         )
-        seen: set[str] = set()
         moved: list[str] = []
-        consumers: set[str] = set()
         async with self.n.lock:
-            for c in affected:
-                if c.id in seen:
+            for cid in dict.fromkeys(affected):
+                c = self.state.contracts.get(cid)
+                # Re-read under the lock: a revoke or renew may have landed since `affected`.
+                if c is None or not _holds(c):
                     continue
-                seen.add(c.id)
                 if await self._resolve_one(c, cause):
-                    moved.append(c.id)
-                    consumers.add(c.request.consumer)
-        if consumers:
-            self.n.push(sorted(consumers))
+                    moved.append(cid)
         return moved
 
     async def resolve_degraded(self) -> list[str]:
@@ -221,15 +231,13 @@ class Lifecycle:
         if not degraded:
             return []
         moved: list[str] = []
-        consumers: set[str] = set()
         async with self.n.lock:
             for cid in degraded:
-                c = self.state.contracts[cid]
+                c = self.state.contracts.get(cid)
+                if c is None or c.state is not ContractState.DEGRADED:
+                    continue
                 if await self._resolve_one(c, "capacity freed"):
                     moved.append(cid)
-                    consumers.add(c.request.consumer)
-        if consumers:
-            self.n.push(sorted(consumers))
         return moved
 
     async def _resolve_one(self, c: Contract, cause: str) -> bool:
@@ -262,10 +270,16 @@ class Lifecycle:
                     new_alloc = offer.allocation if offer is not None else None
                     state = ContractState.DEGRADED
                     reasons = result.reasons() or ["no feasible provider"]
+                pending = c.state is ContractState.PENDING_APPROVAL
+                if pending:
+                    # Waiting for a human: the held capacity follows the mesh, the state does not.
+                    state, reasons = ContractState.PENDING_APPROVAL, list(dict.fromkeys([*c.reasons, *reasons]))
                 if state is c.state and _same_shares(new_alloc, c.allocation):
                     return False
-                kind = "resolve" if state is ContractState.ACTIVE else "degraded"
-                detail = f"{cause}: " + ("moved" if state is ContractState.ACTIVE else "; ".join(reasons))
+                kind = "resolve" if state is not ContractState.DEGRADED else "degraded"
+                detail = f"{cause}: " + (
+                    "moved" if state is not ContractState.DEGRADED else "; ".join(reasons)
+                )
                 try:
                     await self._transition(
                         c,
@@ -283,6 +297,10 @@ class Lifecycle:
                     self.n.metrics.resolved(kind)
                 return True
             return False
+
+
+def _holds(c: Contract) -> bool:
+    return c.state in LIVE_STATES or c.state is ContractState.PENDING_APPROVAL
 
 
 def _share_key(al: Allocation) -> list[tuple[str, float, int, int]]:

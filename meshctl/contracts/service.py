@@ -183,6 +183,9 @@ class Negotiator:
                 return Decision(proposal_id=c.id, outcome=outcome, contract=c, reasons=c.reasons)
         return None
 
+    def _replay_in_flight(self, owner: str, request: ContractRequest, key: str | None) -> Decision | None:
+        return self.replay(owner, request, key) if key else None
+
     async def _propose(
         self,
         owner: str,
@@ -215,7 +218,11 @@ class Negotiator:
             contract = base.model_copy(update={"reasons": reasons})
             contract.events.append(ContractEvent(at=now, kind="rejected", detail="; ".join(reasons)))
             if not dry_run:
-                await self.commit(contract, {})
+                async with self.lock:
+                    replay = self._replay_in_flight(owner, request, idempotency_key)
+                    if replay is not None:
+                        return replay
+                    await self.commit(contract, {})
                 await self.audit(
                     actor=owner, subject=cid, kind="rejection", decision="denied by policy", verdict=verdict
                 )
@@ -228,6 +235,10 @@ class Negotiator:
             )
 
         async with self.lock:
+            # A retry that raced the first attempt finds it here, once that one has committed.
+            replay = None if dry_run else self._replay_in_flight(owner, request, idempotency_key)
+            if replay is not None:
+                return replay
             for _attempt in range(COMMIT_RETRIES):
                 with tracer.start_as_current_span("solve") as span:
                     result = solve(

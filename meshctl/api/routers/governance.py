@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -64,7 +64,7 @@ async def list_audit(
     kind: str | None = None,
     since: float | None = None,
     until: float | None = None,
-    limit: int = 1000,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[dict[str, Any]]:
     entries = await plane.store.list_audit()
     if not who.is_operator:

@@ -50,50 +50,63 @@ async def retained(plane: ControlPlane) -> list[dict[str, Any]]:
     return snaps
 
 
+def visible(snap: dict[str, Any], who: Identity) -> dict[str, Any]:
+    """What `who` may see of a snapshot: operators everything; an agent the mesh and only its own
+    contracts (another agent's contract is a 404 everywhere else, so it is absent here)."""
+    if who.is_operator:
+        return snap
+    return {**snap, "contracts": [c for c in snap.get("contracts", []) if c.get("owner") == who.name]}
+
+
+async def retained_for(plane: ControlPlane, who: Identity) -> list[dict[str, Any]]:
+    snaps = await retained(plane)
+    return snaps if who.is_operator else [visible(s, who) for s in snaps]
+
+
 def current(plane: ControlPlane) -> dict[str, Any]:
     return history.snapshot(
         plane.state, version=plane.history_version, at=plane.clock(), cause="current", detail={}
     )
 
 
-async def _pick(plane: ControlPlane, version: int | None, at: float | None) -> dict[str, Any]:
+async def _pick(plane: ControlPlane, version: int | None, at: float | None, who: Identity) -> dict[str, Any]:
     if version is not None and at is not None:
         raise ValidationFailed("give either version or at, not both", field="at")
     if version is not None:
-        return history.at_version(await retained(plane), version)
+        return visible(history.at_version(await retained(plane), version), who)
     if at is not None:
-        return history.at_instant(await retained(plane), at)
-    return current(plane)
+        return visible(history.at_instant(await retained(plane), at), who)
+    return visible(current(plane), who)
 
 
 @router.get("")
 async def get_topology(
     plane: Plane,
-    _: Anyone,
+    who: Anyone,
     at: Annotated[float | None, Query(description="epoch seconds: the snapshot in force then")] = None,
     version: Annotated[int | None, Query(description="a history version")] = None,
 ) -> dict[str, Any]:
     """The live topology, or the recorded one at an instant (`at`) or of a version (`version`)."""
-    return await _pick(plane, version, at)
+    return await _pick(plane, version, at, who)
 
 
 @router.get("/history")
 async def list_history(
-    plane: Plane, _: Anyone, since: float | None = None, until: float | None = None
+    plane: Plane, who: Anyone, since: float | None = None, until: float | None = None
 ) -> list[dict[str, Any]]:
     """Versions recorded in [since, until): version, time, cause, providers and live contracts then."""
-    return [history.summary(s) for s in history.window(await retained(plane), since, until)]
+    return [history.summary(s) for s in history.window(await retained_for(plane, who), since, until)]
 
 
 @router.get("/diff")
 async def diff(
     plane: Plane,
-    _: Anyone,
+    who: Anyone,
     from_version: Annotated[int, Query(alias="from")],
     to_version: Annotated[int, Query(alias="to")],
 ) -> dict[str, Any]:
     """What appeared, vanished and changed between two versions, with the causes in between."""
-    return history.diff(await retained(plane), from_version, to_version)
+    return history.diff(await retained_for(plane, who), from_version, to_version)
 
 
 @router.get("/providers")
@@ -117,14 +130,14 @@ async def provider_lifetimes(plane: Plane, _: Anyone) -> list[dict[str, Any]]:
 )
 async def export_topology(
     plane: Plane,
-    _: Anyone,
+    who: Anyone,
     format: Annotated[str, Query(description="json, graphml or dot")] = "json",
     version: int | None = None,
     at: float | None = None,
 ) -> Response:
     """The live topology (or a version / an instant) as a graph file."""
     fmt = export.parse_format(format)
-    body = export.render(await _pick(plane, version, at), fmt)
+    body = export.render(await _pick(plane, version, at, who), fmt)
     if isinstance(body, dict):
         return JSONResponse(body)
     return Response(body, media_type=export.MEDIA_TYPES[fmt])
@@ -148,7 +161,7 @@ def stream_identity(request: Request, token: str | None = None) -> Identity:
 
 @router.get("/stream")
 async def stream(
-    plane: Plane, request: Request, _: Annotated[Identity, Depends(stream_identity)]
+    plane: Plane, request: Request, who: Annotated[Identity, Depends(stream_identity)]
 ) -> StreamingResponse:
     """Server-sent events: one `topology` event per change (the full versioned snapshot), the
     current topology first. Auth: bearer header or `?token=`."""
@@ -156,14 +169,14 @@ async def stream(
 
     async def events() -> AsyncIterator[str]:
         try:
-            yield f"event: topology\ndata: {json.dumps(current(plane))}\n\n"
+            yield f"event: topology\ndata: {json.dumps(visible(current(plane), who))}\n\n"
             while not await request.is_disconnected():
                 try:
                     snap = await asyncio.wait_for(queue.get(), 15)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: topology\ndata: {json.dumps(snap)}\n\n"
+                yield f"event: topology\ndata: {json.dumps(visible(snap, who))}\n\n"
         finally:
             plane.unlisten_history(queue)
 
