@@ -73,9 +73,18 @@ class ConfigSync:
         self.push_latencies_s: list[float] = []
         self._set_at: dict[str, float] = {}
         self.memo = TranslationMemo()
+        # How long a disconnected node's snapshot is kept for its return (as long as the status
+        # registry lists it).
+        self.retain_s = status.retention_s
+        self._forget: dict[str, asyncio.TimerHandle] = {}
+        self._streams: dict[str, int] = {}  # open streams per node id (a reconnect may overlap)
 
     # -- xDS server callbacks --------------------------------------------------------------------
     def on_stream_open(self, node: NodeInfo) -> None:
+        self._streams[node.id] = self._streams.get(node.id, 0) + 1
+        forget = self._forget.pop(node.id, None)
+        if forget is not None:
+            forget.cancel()
         view = node_view(node)
         self._nodes[node.id] = view
         if self._on_node is not None:
@@ -83,8 +92,26 @@ class ConfigSync:
         self.push_node(view)
 
     def on_stream_closed(self, node_id: str) -> None:
-        # Keep the snapshot: a reconnecting proxy gets the same versions and sees no churn.
+        # Keep the snapshot for a while: a reconnecting proxy gets the same versions and sees no
+        # churn. Then forget it, or every pod name a rollout ever used would hold a snapshot.
+        left = self._streams.get(node_id, 1) - 1
+        if left > 0:
+            # A stale stream of a node that already reconnected: the new stream is still served.
+            self._streams[node_id] = left
+            return
+        self._streams.pop(node_id, None)
         self._nodes.pop(node_id, None)
+        self._set_at.pop(node_id, None)
+        old = self._forget.pop(node_id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._forget[node_id] = loop.call_later(self.retain_s, self._drop, node_id)
+
+    def _drop(self, node_id: str) -> None:
+        self._forget.pop(node_id, None)
+        if node_id not in self._nodes:
+            self.cache.clear(node_id)
 
     async def on_ack(self, node_id: str, type_url: str, version: str) -> None:
         started = self._set_at.pop(node_id, None)

@@ -40,7 +40,9 @@ class DeltaTypeState:
     sent_version: str | None = None
     before: dict[str, Prior] = field(default_factory=dict)  # rollback for the in-flight response
     acked_version: str | None = None
-    nacked: set[str] = field(default_factory=set)
+    # (version, subscription epoch) the proxy rejected: not resent, but a changed subscription
+    # (new epoch) at the same version is answered.
+    nacked: set[tuple[str, int]] = field(default_factory=set)
     # (target version, subscription epoch) the client was last brought level with: skip the O(n)
     # diff while neither changed.
     epoch: int = 0
@@ -113,7 +115,7 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
             version = st.sent_version or ""
             if request.HasField("error_detail"):
                 st.rollback()
-                st.nacked.add(version)
+                st.nacked.add((version, st.epoch))
                 self.ctx.nacked(t, version, request.error_detail.message)
             else:
                 st.before = {}
@@ -225,7 +227,7 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
                 # Without kept resources the target's version is the snapshot's: decide before
                 # building the target, so an unchanged type costs O(1).
                 version = snap.version(t)
-            if version in st.nacked or (not st.force and st.level == (version, st.epoch)):
+            if (version, st.epoch) in st.nacked or (not st.force and st.level == (version, st.epoch)):
                 continue
             if not kept:
                 target = self._chosen(snap, t, st)

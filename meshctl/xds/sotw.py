@@ -44,7 +44,9 @@ class SotwTypeState:
     sent: Mapping[str, Entry] = field(default_factory=dict)
     acked_version: str | None = None
     acked: Mapping[str, Entry] = field(default_factory=dict)
-    nacked: set[str] = field(default_factory=set)
+    # (version, names) the proxy rejected: the same content is never resent, but a changed
+    # subscription at the same type version is new content and goes out.
+    nacked: set[tuple[str, frozenset[str] | None]] = field(default_factory=set)
     # Last target computed without kept resources, valid while snapshot and subscription are the same.
     memo: tuple[Snapshot, frozenset[str], bool, Target] | None = None
     # (type version, names, wildcard, sent_names) for which the target, with nothing kept, equals what
@@ -119,7 +121,7 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
             st.answered_nonce = nonce
             version = st.sent_version or ""
             if request.HasField("error_detail"):
-                st.nacked.add(version)
+                st.nacked.add((version, st.sent_names))
                 self.ctx.nacked(t, version, request.error_detail.message)
             else:
                 st.acked_version, st.acked = st.sent_version, st.sent
@@ -216,8 +218,8 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryRequest]):
             if not kept and st.is_settled(snap.version(t)):
                 continue  # this type did not change since it was sent
             entries, version, names = self._target(snap, t, st, kept)
-            if version in st.nacked:
-                continue  # never resend a version the proxy rejected
+            if (version, names) in st.nacked:
+                continue  # never resend what the proxy rejected
             if version == st.sent_version and names == st.sent_names:
                 if not kept:
                     st.settled = (version, st.names, st.wildcard, st.sent_names)
