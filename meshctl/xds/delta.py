@@ -241,6 +241,11 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryRequest]):
                 st.level_snapshot = leveled
                 return response
             st.force.clear()
+            if st.acked_version != version:
+                # The client already holds exactly this version (e.g. it unsubscribed from what
+                # was removed): nothing to send, but it is in sync, as status must say.
+                st.acked_version = st.sent_version = version
+                self.ctx.resumed(t, version)
             st.level = (version, st.epoch)
             st.level_snapshot = leveled
         return None
