@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +23,7 @@ from meshctl.api.app import create_app
 from meshctl.api.auth import Identity, TokenTable
 from meshctl.controlplane import ControlPlane
 from meshctl.governance.policy import PolicySet
+from meshctl.local.upstream import UpstreamProcess
 from meshctl.store.memory import MemoryStore
 from meshctl.topology.loader import load_topology
 
@@ -103,7 +100,7 @@ class Mesh:
         self.base_url = base_url
         self._clients: dict[str | None, httpx.AsyncClient] = {}
         self.upstreams: dict[str, UpstreamServer] = {}
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, UpstreamProcess] = {}
         self.sidecars: list[Sidecar] = []
         self.heartbeating: set[str] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -249,26 +246,15 @@ class Mesh:
             self.keep_alive([pid], every_s=ttl_s / 4)
 
     def _spawn(self, name: str) -> int:
-        script = Path(__file__).with_name("_upstream_proc.py")
-        proc = subprocess.Popen(
-            [sys.executable, str(script), name], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
-        )
+        proc = UpstreamProcess(name).start()
         self.processes[name] = proc
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.kill(name)
-            raise AssertionError(f"upstream process {name} did not start (said {line!r})")
-        return int(line)
+        return proc.port
 
     def kill(self, name: str) -> None:
         """SIGKILL an own-process upstream by its PID: its connections die with it."""
         proc = self.processes.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:
+            proc.kill()
 
     def keep_alive(self, pids: Iterable[str], every_s: float = 0.25) -> None:
         """Heartbeat `pids` until `stop_heartbeats`; the first call sets the interval for all."""
